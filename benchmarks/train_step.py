@@ -1,0 +1,86 @@
+"""Speed and memory of one FMoE-CDSR client at the paper's configuration (not a test: it prints figures).
+
+Client Food of FKCB, d = 256, batch 256, all four experts, full softmax over all items (no sampled softmax).
+Prints one final JSON line: {"train_step_s": median seconds of one training step (forward, backward, Adam
+step), "eval_s": median seconds to evaluate Food's validation set (1307 sequences x 1000 candidates),
+"peak_rss_gb": the process's peak resident memory}.
+
+    python benchmarks/train_step.py                      # bf16 autocast (the default on this CPU)
+    python benchmarks/train_step.py --precision 32       # fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+import warnings
+
+import torch
+
+from lightning_fed.datamodules import FKCB
+from lightning_fed.models import FMoECDSR
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--hidden-dim", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--chunk-size", type=int, default=None, help="loss_chunk_size (default: the model's)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*self.log.*")
+    torch.manual_seed(0)
+
+    datamodule = FKCB(batch_size=args.batch_size).client_datamodules()["Food"]
+    datamodule.setup()
+    kwargs = {"loss_chunk_size": args.chunk_size} if args.chunk_size else {}
+    model = FMoECDSR(hidden_dim=args.hidden_dim, **kwargs)
+    model.build(datamodule)
+    optimizer = model.configure_optimizers()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    batches = iter(datamodule.train_dataloader())
+    times = []
+    model.train()
+    for step in range(2 + args.steps):
+        batch = next(batches)
+        start = time.perf_counter()
+        with autocast:
+            loss = model.training_step(batch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            times.append(time.perf_counter() - start)
+
+    model.eval()
+    eval_times = []
+    for _ in range(4):  # one warm-up pass, then the median of three
+        model.val_metrics.reset()
+        start = time.perf_counter()
+        with torch.no_grad(), autocast:
+            for batch in datamodule.val_dataloader():
+                model.validation_step(batch, 0)
+        eval_times.append(time.perf_counter() - start)
+    metrics = {k: float(v) for k, v in model.val_metrics.compute().items()}
+    eval_s = statistics.median(eval_times[1:])
+
+    peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"step times: {[round(t, 3) for t in times]}  loss {loss.item():.3f}  val MRR {metrics['MRR']:.4f}")
+    result = {
+        "train_step_s": round(statistics.median(times), 3),
+        "eval_s": round(eval_s, 3),
+        "peak_rss_gb": round(peak_rss_gb, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

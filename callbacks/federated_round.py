@@ -1,0 +1,61 @@
+"""The synchronization point between a client's Trainer and the server."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lightning import Callback, LightningModule, Trainer
+
+from lightning_fed.federated_module import require_federated
+
+
+class FederatedRound(Callback):
+    """Downloads before a round's local training and before evaluation; uploads after the local epochs.
+
+    One instance per client, kept across rounds: it also carries the client's optimizer state from one
+    round's ``Trainer.fit`` to the next (every ``fit`` builds a new optimizer), as a real client would.
+
+    Args:
+        client: the client's name.
+        server: anything with ``download(client)`` and ``upload(client, state, num_examples)`` (the in-process
+            :class:`~lightning_fed.server.Server`, or a proxy to a remote one).
+    """
+
+    def __init__(self, client: str, server: Any) -> None:
+        self.client = client
+        self.server = server
+        self.round = 0
+        self.total_rounds = 0
+        self.optimizer_states: list[dict[str, Any]] | None = None
+
+    def download(self, pl_module: LightningModule) -> None:
+        """Load the server's payload for this client into the module."""
+        require_federated(pl_module).load_shared_state(self.server.download(self.client))
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        self.download(pl_module)
+        if self.optimizer_states is not None:
+            for optimizer, state in zip(trainer.optimizers, self.optimizer_states):
+                optimizer.load_state_dict(state)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        self.optimizer_states = [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers]
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        num_examples = len(trainer.train_dataloader.dataset)
+        self.server.upload(self.client, require_federated(pl_module).shared_state(), num_examples)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        if not trainer.training:  # evaluation after the round, with the server's new cache
+            self.download(pl_module)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        self.download(pl_module)
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"round": self.round, "optimizer_states": self.optimizer_states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.round = state_dict["round"]
+        self.optimizer_states = state_dict["optimizer_states"]

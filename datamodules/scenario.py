@@ -1,0 +1,151 @@
+"""A cross-domain scenario: one :class:`SequenceDataModule` per domain, i.e. per federated client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning import LightningDataModule
+
+from lightning_fed.datamodules.sequence_datamodule import SequenceDataModule
+from lightning_fed.datamodules.sequence_source import (
+    ArchiveSource,
+    DirectorySource,
+    SequenceSource,
+    embedded_archive,
+)
+from lightning_fed.errors import ConfigurationError, MissingDataError
+
+REQUIRED_FILES = ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt")
+AUTHORS_RELEASE = (
+    "the FedDCSR/FMoE-CDSR authors' release on Google Drive "
+    "(folder id 1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt, linked from github.com/TimiBlueGPT/FedDCSR)"
+)
+
+
+class CrossDomainScenario(LightningDataModule):
+    """A scenario of non-overlapped domains in the FedDCSR text format; each domain becomes one client.
+
+    The scenario itself serves no batches: a federation asks it for :meth:`client_datamodules`, and each client
+    trains on its own domain only.
+    """
+
+    #: Shipped archive used when ``root`` is None (None: the data must be given).
+    embedded: str | None = None
+    #: Where to get the data, for the error message when it is missing.
+    download_hint: str = AUTHORS_RELEASE
+
+    def __init__(
+        self,
+        domains: list[str],
+        root: str | None = None,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        max_seq_len: int = 16,
+        num_negatives: int = 999,
+        candidate_seed: int = 0,
+        max_sequences: int | None = None,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        """Describe the scenario.
+
+        Args:
+            domains: domain directory names; their order fixes the expert order inside every client.
+            root: directory holding ``<domain>/{num_items.txt,train_data.txt,valid_data.txt,test_data.txt}``;
+                None uses the archive shipped with the package, where the scenario has one.
+            batch_size: training batch size.
+            eval_batch_size: validation/test batch size.
+            max_seq_len: T, the input length.
+            num_negatives: sampled negatives per evaluation sequence.
+            candidate_seed: seed of the negatives (fixed, so every model sees the same candidates).
+            max_sequences: keep only the first n lines of each split of each domain.
+            num_workers: DataLoader workers per client.
+            cache_dir: candidate cache directory.
+        """
+        super().__init__()
+        if not domains:
+            raise ConfigurationError("data.domains: a scenario needs at least one domain")
+        if len(set(domains)) != len(domains):
+            raise ConfigurationError(f"data.domains: domains must be distinct, got {domains}")
+        self.domains = list(domains)
+        self.root = root
+        self.datamodule_kwargs = dict(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            max_seq_len=max_seq_len,
+            num_negatives=num_negatives,
+            candidate_seed=candidate_seed,
+            max_sequences=max_sequences,
+            num_workers=num_workers,
+            cache_dir=cache_dir,
+        )
+        self._clients: dict[str, SequenceDataModule] | None = None
+
+    def source(self) -> SequenceSource:
+        """The directory (``root``) or the shipped archive the files are read from."""
+        if self.root is not None:
+            return DirectorySource(self.root)
+        if self.embedded is None:
+            raise MissingDataError(self._missing_message(None, []))
+        return ArchiveSource(embedded_archive(self.embedded))
+
+    def prepare_data(self) -> None:
+        """Check that every domain's four files exist; fail at once with the expected layout otherwise."""
+        if self.root is None and self.embedded is not None:
+            return
+        source = self.source()
+        missing = [f"{d}/{f}" for d in self.domains for f in REQUIRED_FILES if not source.exists(f"{d}/{f}")]
+        if missing:
+            raise MissingDataError(self._missing_message(self.root, missing))
+
+    def _missing_message(self, root: str | None, missing: list[str]) -> str:
+        where = f"under {Path(root).expanduser().resolve()}" if root else "(no data root was given)"
+        layout = "\n".join(f"    {d}/{{{','.join(REQUIRED_FILES)}}}" for d in self.domains)
+        shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
+        return (
+            f"{type(self).__name__}: the data is missing {where}"
+            + (f": {shown}" if missing else "")
+            + f".\nExpected layout (FedDCSR text format):\n  <root>/\n{layout}\n"
+            f"Get it from {self.download_hint}, unpack it so that the layout above holds, and pass the "
+            f"directory as --data.root."
+        )
+
+    def client_datamodules(self) -> dict[str, SequenceDataModule]:
+        """One datamodule per domain, created once and in the scenario's domain order."""
+        if self._clients is None:
+            source = self.source()
+            self._clients = {
+                domain: SequenceDataModule(source, domain, scenario_domains=self.domains, **self.datamodule_kwargs)
+                for domain in self.domains
+            }
+        return self._clients
+
+
+class FKCB(CrossDomainScenario):
+    """Amazon Food-Kitchen-Clothing-Beauty, the exact splits of FedDCSR and FMoE-CDSR (shipped in the package).
+
+    Source: github.com/TimiBlueGPT/FedDCSR @ 94dc2543, ``data/<Domain>/``; statistics as in Table 1 of
+    Liu et al., "Federated Mixture-of-Expert for Non-Overlapped Cross-Domain Sequential Recommendation" (2025).
+    """
+
+    embedded = "fkcb"
+
+    def __init__(self, domains: list[str] | None = None, root: str | None = None, **kwargs) -> None:
+        """FKCB with the four domains by default; ``root`` overrides the shipped copy (see the base class)."""
+        super().__init__(domains or ["Food", "Kitchen", "Clothing", "Beauty"], root=root, **kwargs)
+
+
+class MBG(CrossDomainScenario):
+    """Amazon Movie-Book-Game (FedDCSR/FMoE-CDSR). Not shipped: pass the authors' release as ``root``."""
+
+    def __init__(self, domains: list[str] | None = None, root: str | None = "data/mbg", **kwargs) -> None:
+        """MBG from ``root`` (default ``data/mbg``); see the base class for the other arguments."""
+        super().__init__(domains or ["Movie", "Book", "Game"], root=root, **kwargs)
+
+
+class SGH(CrossDomainScenario):
+    """Amazon Sport-Garden-Home (FedDCSR/FMoE-CDSR). Not shipped: pass the authors' release as ``root``."""
+
+    def __init__(self, domains: list[str] | None = None, root: str | None = "data/sgh", **kwargs) -> None:
+        """SGH from ``root`` (default ``data/sgh``); see the base class for the other arguments."""
+        super().__init__(domains or ["Sport", "Garden", "Home"], root=root, **kwargs)

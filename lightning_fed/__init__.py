@@ -1,0 +1,1 @@
+"""lightning_fed: a model-agnostic federated runtime for Lightning."""

@@ -1,0 +1,17 @@
+"""Errors caused by the user's input (data, configuration): reported as one clear message, no traceback."""
+
+
+class UserInputError(Exception):
+    """Base of the errors whose message says everything the user needs (file, line, what is wrong)."""
+
+
+class DataFormatError(UserInputError, ValueError):
+    """A data file is malformed: the message names the file, the line and the problem."""
+
+
+class MissingDataError(UserInputError, FileNotFoundError):
+    """Data is missing: the message names the expected layout and where to get it."""
+
+
+class ConfigurationError(UserInputError, ValueError):
+    """A configuration value is invalid: the message names the option and the accepted values."""

@@ -1,0 +1,35 @@
+"""Server-side strategies: how uploads become the parameter store, and what each client downloads."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import Tensor
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One client's upload in a round: its shared tensors and its number of training examples."""
+
+    state: State
+    num_examples: int
+
+
+class Strategy(ABC):
+    """Turns a round's uploads into the server's parameter store and serves each client's download."""
+
+    def initialize(self, store: dict[str, State], initial: State) -> None:
+        """Seed the store before round 1 with one client's initial shared state (default: nothing)."""
+        return None
+
+    @abstractmethod
+    def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:
+        """Update ``store`` in place from this round's ``uploads`` (keyed by client)."""
+
+    @abstractmethod
+    def payload(self, client: str, store: Mapping[str, State]) -> dict[str, State]:
+        """What ``client`` downloads, keyed by origin."""

@@ -1,0 +1,105 @@
+"""Fresh Lightning Trainers for the clients, built from one Trainer configuration."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from lightning_fed.callbacks.federated_progress_bar import FederatedProgressBar
+
+#: Trainer arguments the federation decides itself.
+MANAGED_ARGS = ("max_epochs", "min_epochs", "max_steps", "logger", "enable_checkpointing", "callbacks")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-Trainer info lines (accelerator, "max_epochs reached"), repeated every round."""
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+class TrainerFactory:
+    """Builds each client's Trainers from the configured Trainer arguments.
+
+    Every client gets its own deep copy of the configured callbacks, made once and reused in all of its
+    rounds (one shared Callback object across Trainers would mix the clients' state). The configured loggers
+    belong to the federation; :meth:`loggers` returns them with a CSVLogger always present.
+
+    Args:
+        config: ``Trainer`` keyword arguments (as parsed by LightningCLI); ``callbacks`` are instances.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        config = dict(config or {})
+        callbacks = config.pop("callbacks", None) or []
+        self.callbacks: list[Callback] = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        self.logger_config = config.pop("logger", True)
+        for key in MANAGED_ARGS:
+            config.pop(key, None)
+        self.config = config
+        self.run_dir = Path(config.get("default_root_dir") or Path.cwd())
+        self._client_callbacks: dict[str, list[Callback]] = {}
+        self._loggers: list[Logger] | None = None
+
+    def loggers(self) -> list[Logger]:
+        """The federation's loggers: the configured ones, and a CSVLogger in the run directory if none is."""
+        if self._loggers is None:
+            configured = self.logger_config
+            if configured in (True, None, False):
+                configured = []
+            loggers = list(configured) if isinstance(configured, list) else [configured]
+            if not any(isinstance(lg, CSVLogger) for lg in loggers):
+                loggers.append(CSVLogger(save_dir=str(self.run_dir), name="csv", version=""))
+            self._loggers = loggers
+        return self._loggers
+
+    def _callbacks_for(self, client: str) -> list[Callback]:
+        if client not in self._client_callbacks:
+            self._client_callbacks[client] = [copy.deepcopy(cb) for cb in self.callbacks]
+        return self._client_callbacks[client]
+
+    def _build(self, client: str, extra: list[Callback], progress_bar: bool, **overrides: Any) -> Trainer:
+        callbacks = [*self._callbacks_for(client), *extra]
+        show_bar = progress_bar and self.config.get("enable_progress_bar", True) is not False
+        if not show_bar:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+        elif not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            callbacks.append(FederatedProgressBar())
+        kwargs = {
+            **self.config,
+            "default_root_dir": str(self.run_dir / "clients" / client),
+            "enable_checkpointing": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": show_bar,
+            **overrides,
+            "callbacks": callbacks,
+        }
+        with quiet_lightning():
+            return Trainer(**kwargs)
+
+    def fit_trainer(self, client: str, sync: Callback, local_epochs: int, logger: Logger) -> Trainer:
+        """A Trainer for one round of local training (no validation inside it)."""
+        return self._build(
+            client, [sync], progress_bar=True, max_epochs=local_epochs, limit_val_batches=0, logger=logger
+        )
+
+    def eval_trainer(self, client: str, sync: Callback) -> Trainer:
+        """A Trainer for validation/test (metrics are logged by the federation, per round)."""
+        return self._build(client, [sync], progress_bar=False, logger=False)

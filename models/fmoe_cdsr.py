@@ -1,0 +1,256 @@
+"""FMoE-CDSR: federated mixture of experts for non-overlapped cross-domain sequential recommendation.
+
+Liu et al., "Federated Mixture-of-Expert for Non-Overlapped Cross-Domain Sequential Recommendation",
+arXiv:2503.13254 (2025). The method as implemented is written out in the project's specs (fmoe-cdsr.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from lightning_fed.datamodules.sequence_datamodule import IGNORE_TARGET
+from lightning_fed.models.contrastive import nt_xent, shuffle_items
+from lightning_fed.models.expert import Expert
+from lightning_fed.models.gate_router import GateRouter
+from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential_task import SequentialRecommendationTask
+
+
+class FMoECDSRNet(nn.Module):
+    """The K experts of one client (local one at ``local_index``) and the gate router.
+
+    Args:
+        num_items: N of the client's domain.
+        num_experts: K.
+        local_index: position of the local expert.
+        freeze_global_experts: keep downloaded encoders frozen (paper); False is the "w/o Freeze" variant.
+        gate: ``"learned"`` router (Eqs. 7-8) or ``"uniform"`` weights 1/K ("w/o Gate Router").
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        num_experts: int,
+        local_index: int,
+        hidden_dim: int,
+        num_blocks: int,
+        num_heads: int,
+        max_seq_len: int,
+        dropout: float,
+        gnn_layers: int,
+        freeze_global_experts: bool,
+        gate: Literal["learned", "uniform"],
+        gate_pooling: Literal["sample", "batch"],
+        variational: bool,
+    ) -> None:
+        super().__init__()
+        self.local_index = local_index
+        self.experts = nn.ModuleList(
+            Expert(
+                num_items,
+                SequenceEncoder(hidden_dim, num_blocks, num_heads, dropout, variational=variational),
+                hidden_dim,
+                max_seq_len,
+                dropout,
+                gnn_layers,
+            )
+            for _ in range(num_experts)
+        )
+        if freeze_global_experts:
+            for j, expert in enumerate(self.experts):
+                if j != local_index:
+                    expert.encoder.requires_grad_(False)
+        self.gate = (
+            GateRouter(hidden_dim, num_experts, dropout, gate_pooling)
+            if gate == "learned" and num_experts > 1
+            else None
+        )
+
+    @property
+    def local_expert(self) -> Expert:
+        """The expert whose encoder this client trains and uploads."""
+        return self.experts[self.local_index]
+
+    def gate_weights(self, outputs: list[Tensor], rows: Tensor | None = None) -> Tensor:
+        """Gate weights (..., K): learned router, or 1/K without it.
+
+        Args:
+            outputs: the K experts' outputs (B, T, d) or (B, d).
+            rows: optional boolean (B, T) mask selecting the positions to route (sample pooling only).
+        """
+        k = len(outputs)
+        if self.gate is None:
+            shape = outputs[0].shape[:-1] if rows is None else (int(rows.sum()),)
+            return torch.full((*shape, k), 1.0 / k, device=outputs[0].device)
+        if rows is not None and self.gate.pooling == "sample":
+            return self.gate([z[rows] for z in outputs])
+        weights = self.gate(outputs)
+        return weights if rows is None else weights[rows]
+
+
+class FMoECDSR(SequentialRecommendationTask):
+    """FMoE-CDSR client model (Liu et al., arXiv:2503.13254, 2025).
+
+    Each client holds one expert per domain of the scenario: its own (local) expert, trained and uploaded, and
+    the other domains' downloaded encoders, frozen and adapted through local isolation parameters (Eq. 6). A
+    gate router fuses the experts' detached scores (Eqs. 7-9). Loss at the client:
+    ``sum_j (L_next^j + beta * L_cl^j) + L_fuse`` (Eqs. 3, 4, 6, 9).
+
+    The paper's variants are configurations: Local Expert is ``experts="local"`` (with the LocalOnly strategy),
+    w/o Gate Router is ``gate="uniform"``, w/o Freeze is ``freeze_global_experts=False``.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.3,
+        gnn_layers: int = 1,
+        contrastive_weight: float = 1.0,
+        temperature: float = 1.0,
+        experts: Literal["all", "local"] = "all",
+        freeze_global_experts: bool = True,
+        gate: Literal["learned", "uniform"] = "learned",
+        gate_pooling: Literal["sample", "batch"] = "sample",
+        variational: bool = False,
+        anneal_cap: float = 0.2,
+        total_annealing_step: int = 10000,
+        loss_chunk_size: int = 1024,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        ranking: Literal["sampled", "full"] = "sampled",
+    ) -> None:
+        """Create the model (networks are built per client from its datamodule).
+
+        Args:
+            hidden_dim: d (256 in the paper).
+            num_blocks: self-attention blocks per encoder (2).
+            num_heads: attention heads (4).
+            dropout: dropout everywhere (0.3).
+            gnn_layers: L of the item graph (1).
+            contrastive_weight: beta of the augmentation contrast (1); 0 disables it.
+            temperature: tau of NT-Xent (1).
+            experts: ``"all"``: one expert per scenario domain; ``"local"``: the Local Expert variant (K = 1).
+            freeze_global_experts: freeze downloaded encoders (paper); False is "w/o Freeze".
+            gate: ``"learned"`` router or ``"uniform"`` fusion ("w/o Gate Router").
+            gate_pooling: ``"sample"`` (paper) or ``"batch"`` (reference code) gate input.
+            variational: the reference code's variational encoder with an annealed KL term (off in the paper).
+            anneal_cap: maximum KL weight (variational only).
+            total_annealing_step: training steps over which the KL weight grows linearly to ``anneal_cap``.
+            loss_chunk_size: rows per chunk of the full-softmax cross-entropy (memory knob, same math).
+            lr: Adam learning rate (1e-3).
+            weight_decay: Adam weight decay.
+            ranking: ``"sampled"`` (papers) or ``"full"`` ranking at evaluation.
+        """
+        super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
+        self.save_hyperparameters()
+        self.net: FMoECDSRNet | None = None
+        self.expert_domains: list[str] = []
+        self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
+
+    def configure_models(self, datamodule: Any) -> None:  # noqa: D102
+        hp = self.hparams
+        domains = list(datamodule.scenario_domains) if hp.experts == "all" else [datamodule.domain]
+        if datamodule.domain not in domains:
+            raise ValueError(f"domain {datamodule.domain!r} is not among the scenario's domains {domains}")
+        self.expert_domains = domains
+        self.pad_id = datamodule.num_items
+        self.net = FMoECDSRNet(
+            num_items=datamodule.num_items,
+            num_experts=len(domains),
+            local_index=domains.index(datamodule.domain),
+            hidden_dim=hp.hidden_dim,
+            num_blocks=hp.num_blocks,
+            num_heads=hp.num_heads,
+            max_seq_len=datamodule.max_seq_len,
+            dropout=hp.dropout,
+            gnn_layers=hp.gnn_layers,
+            freeze_global_experts=hp.freeze_global_experts,
+            gate=hp.gate,
+            gate_pooling=hp.gate_pooling,
+            variational=hp.variational,
+        )
+        self.register_buffer("item_graph", datamodule.item_graph, persistent=False)
+
+    # Federation ---------------------------------------------------------------------------------------------
+    def shared_state(self) -> dict[str, Tensor]:
+        """The local expert's encoder weights: no embedding, no head, no gate, no data."""
+        return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.net.local_expert.encoder.state_dict().items()}
+
+    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Overwrite the global experts' encoders with the other domains' uploads (paper Eq. 5)."""
+        for origin, state in payload.items():
+            if origin == self.domain:
+                continue
+            if origin not in self.expert_domains:
+                if self.hparams.experts == "local":
+                    continue  # the Local Expert variant holds no global experts
+                raise ValueError(
+                    f"{self.domain}: received encoder {origin!r}, which is not a domain of this scenario "
+                    f"{self.expert_domains}; FMoE-CDSR exchanges per-domain encoders (strategy ExpertExchange)"
+                )
+            encoder_state = {k.removeprefix("encoder."): v for k, v in state.items()}
+            self.net.experts[self.expert_domains.index(origin)].encoder.load_state_dict(encoder_state)
+
+    # Training -----------------------------------------------------------------------------------------------
+    def _encode_all(self, inputs: Tensor, augmented: Tensor | None) -> tuple[list[Tensor], list[Tensor]]:
+        outputs, views = [], []
+        for expert in self.net.experts:
+            items = expert.item_representations(self.item_graph)  # G + E once per step (Eq. 1)
+            if augmented is None:
+                outputs.append(expert(inputs, self.item_graph, items))
+            else:  # original and view in one encoder pass
+                both = expert(torch.cat([inputs, augmented]), self.item_graph, items)
+                outputs.append(both[: len(inputs)])
+                views.append(both[len(inputs) :])
+        return outputs, views
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:  # noqa: D102
+        inputs, targets = batch
+        hp = self.hparams
+        rows = targets != IGNORE_TARGET
+        augmented = shuffle_items(inputs, self.pad_id) if hp.contrastive_weight > 0 else None
+        outputs, views = self._encode_all(inputs, augmented)
+
+        gate = self.net.gate_weights(outputs, rows) if self.net.gate is not None else None
+        heads = [expert.head for expert in self.net.experts]
+        next_item, fusion = mixture_cross_entropy(
+            [z[rows] for z in outputs],
+            [h.weight for h in heads],
+            [h.bias for h in heads],
+            targets[rows],
+            gate=gate,
+            chunk_size=hp.loss_chunk_size,
+        )
+        loss = next_item.sum() + fusion
+        logs = {"train/next_item": next_item.sum(), "train/fusion": fusion}
+        if augmented is not None:
+            contrast = torch.stack([nt_xent(z[:, -1], v[:, -1], hp.temperature) for z, v in zip(outputs, views)])
+            loss = loss + hp.contrastive_weight * contrast.sum()
+            logs["train/contrast"] = contrast.sum()
+        if hp.variational:
+            kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
+            kl = torch.stack([expert.encoder.last_kl for expert in self.net.experts]).sum()
+            loss = loss + kl_weight * kl
+            logs["train/kl"] = kl
+            self.annealing_step += 1
+        logs["train/loss"] = loss
+        self.log_dict(logs, prog_bar=False, batch_size=len(inputs))
+        return loss
+
+    # Evaluation ---------------------------------------------------------------------------------------------
+    def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
+        """Fused scores sum_j g_j y^j at the last position (paper Eq. 9), in fp32."""
+        outputs, _ = self._encode_all(inputs, None)
+        last = [z[:, -1] for z in outputs]
+        scores = [expert.candidate_scores(z, candidates) for expert, z in zip(self.net.experts, last)]
+        if len(scores) == 1:
+            return scores[0]
+        gate = self.net.gate_weights(last).float()
+        return sum(gate[:, j : j + 1] * s for j, s in enumerate(scores))

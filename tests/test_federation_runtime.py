@@ -1,0 +1,79 @@
+import copy
+
+import torch
+from lightning import Callback
+from lightning.pytorch.loggers import CSVLogger
+
+from lightning_fed.client_logger import ClientLogger
+from lightning_fed.datamodules import FKCB
+from lightning_fed.federation import Federation
+from lightning_fed.models import FMoECDSR
+from lightning_fed.strategies import ExpertExchange
+from lightning_fed.trainer_factory import TrainerFactory
+
+
+class Counter(Callback):
+    def __init__(self):
+        self.fits = 0
+
+    def on_fit_start(self, trainer, pl_module):
+        self.fits += 1
+
+
+def test_each_client_gets_its_own_callbacks_kept_across_rounds(tmp_path):
+    shared = Counter()
+    factory = TrainerFactory({"callbacks": [shared], "default_root_dir": str(tmp_path), "logger": False})
+    a1 = factory.eval_trainer("a", Callback())
+    a2 = factory.eval_trainer("a", Callback())
+    b1 = factory.eval_trainer("b", Callback())
+    counter = lambda t: next(cb for cb in t.callbacks if isinstance(cb, Counter))  # noqa: E731
+    assert counter(a1) is counter(a2)
+    assert counter(a1) is not counter(b1) and counter(a1) is not shared
+    assert factory.callbacks == [shared]  # the configured list is not extended
+
+
+def test_client_logger_prefixes_names_and_continues_the_step_axis(tmp_path):
+    csv = CSVLogger(tmp_path, name="csv", version="")
+    offset = {"step": 100}
+    logger = ClientLogger([csv], "Food", lambda: offset["step"])
+    logger.log_metrics({"train/loss": 1.5, "epoch": 0}, step=7)
+    csv.save()
+    text = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert text[0].split(",") == ["Food/train/loss", "step"] or set(text[0].split(",")) == {"Food/train/loss", "step"}
+    assert "107" in text[1] and "1.5" in text[1]
+
+
+def test_two_rounds_keep_optimizer_state_and_exchange_encoders(tmp_path):
+    torch.manual_seed(0)
+    scenario = FKCB(domains=["Food", "Beauty"], max_sequences=64, batch_size=32, num_negatives=99)
+    federation = Federation(rounds=2, local_epochs=1, patience=None, strategy=ExpertExchange())
+    federation.configure_trainers(
+        {"default_root_dir": str(tmp_path), "accelerator": "cpu", "enable_progress_bar": False, "logger": False}
+    )
+    model = FMoECDSR(hidden_dim=16, num_heads=2)
+    results = federation.fit(model, scenario)
+    assert results["rounds_run"] == 2 and len(results["validation"]) == 2
+    checkpoint = torch.load(tmp_path / "federation" / "last.pt", weights_only=False)
+    for client in ("Food", "Beauty"):
+        (adam_state,) = checkpoint["clients"][client]["sync"]["optimizer_states"]
+        steps = {float(s["step"]) for s in adam_state["state"].values()}
+        assert steps == {4.0}  # 2 batches per epoch, 2 rounds: Adam's step count continued across fits
+    # The server cache holds each client's last upload, equal to that client's local encoder.
+    store = checkpoint["server"]["store"]
+    food_state = checkpoint["clients"]["Food"]["module"]
+    for name, value in store["Food"].items():
+        assert torch.equal(value, food_state[f"net.experts.0.{name}"])
+    # Beauty's copy of Food's expert (expert 0 in the scenario order) is the downloaded encoder.
+    beauty_state = checkpoint["clients"]["Beauty"]["module"]
+    for name, value in store["Food"].items():
+        assert torch.equal(value, beauty_state[f"net.experts.0.{name}"])
+
+
+def test_template_model_is_not_modified(tmp_path):
+    scenario = FKCB(domains=["Beauty"], max_sequences=32, batch_size=32, num_negatives=99)
+    federation = Federation(rounds=1, local_epochs=1)
+    federation.configure_trainers({"default_root_dir": str(tmp_path), "enable_progress_bar": False})
+    model = FMoECDSR(hidden_dim=16, num_heads=2)
+    snapshot = copy.deepcopy(model.state_dict())
+    federation.fit(model, scenario)
+    assert model.net is None and model.state_dict().keys() == snapshot.keys()

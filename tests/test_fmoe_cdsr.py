@@ -1,0 +1,155 @@
+import pytest
+import torch
+
+from lightning_fed.datamodules import FKCB
+from lightning_fed.federated_module import FederatedModule
+from lightning_fed.models import FedSASRec, FMoECDSR
+
+
+@pytest.fixture(scope="module")
+def food():
+    scenario = FKCB(domains=["Food", "Beauty", "Clothing"], max_sequences=64, batch_size=16, num_negatives=99)
+    dm = scenario.client_datamodules()["Food"]
+    dm.setup()
+    return dm
+
+
+def build(dm, **kwargs):
+    torch.manual_seed(0)
+    model = FMoECDSR(hidden_dim=16, num_heads=2, dropout=0.1, **kwargs)
+    model.build(dm)
+    return model
+
+
+def one_step(model, batch):
+    optimizer = model.configure_optimizers()
+    model.train()
+    optimizer.zero_grad()
+    model.training_step(batch, 0).backward()
+    optimizer.step()
+
+
+def test_a_step_leaves_global_encoders_bit_identical_and_trains_their_isolation_parameters(food):
+    model = build(food)
+    assert model.expert_domains == ["Food", "Beauty", "Clothing"] and model.net.local_index == 0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one_step(model, next(iter(food.train_dataloader())))
+    after = model.state_dict()
+    for j in (1, 2):
+        prefix = f"net.experts.{j}."
+        encoder = [k for k in before if k.startswith(prefix + "encoder.")]
+        isolation = [k for k in before if k.startswith(prefix) and not k.startswith(prefix + "encoder.")]
+        assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+        assert all(not torch.equal(before[k], after[k]) for k in isolation if "position" not in k)
+    local_encoder = [k for k in before if k.startswith("net.experts.0.encoder.")]
+    assert any(not torch.equal(before[k], after[k]) for k in local_encoder)
+    optimizer_params = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
+    assert not any(id(p) in optimizer_params for p in model.net.experts[1].encoder.parameters())
+
+
+def test_without_freeze_the_downloaded_encoders_train(food):
+    model = build(food, freeze_global_experts=False)
+    before = {k: v.clone() for k, v in model.net.experts[1].encoder.state_dict().items()}
+    one_step(model, next(iter(food.train_dataloader())))
+    assert any(not torch.equal(v, model.net.experts[1].encoder.state_dict()[k]) for k, v in before.items())
+
+
+def test_no_gradient_flows_from_the_gate_into_the_experts(food):
+    model = build(food)
+    model.train()
+    inputs, _ = next(iter(food.train_dataloader()))
+    outputs, _ = model._encode_all(inputs, None)
+    gate = model.net.gate_weights(outputs)
+    torch.testing.assert_close(gate.sum(-1), torch.ones(gate.shape[:-1]))
+    gate[..., 1].sum().backward()
+    expert_grads = [p.grad for p in model.net.experts.parameters() if p.grad is not None]
+    assert not expert_grads
+    assert any(p.grad is not None for p in model.net.gate.parameters())
+
+
+def test_upload_is_exactly_the_local_encoder(food):
+    model = build(food)
+    assert isinstance(model, FederatedModule)
+    payload = model.shared_state()
+    encoder_state = model.net.local_expert.encoder.state_dict()
+    assert set(payload) == {f"encoder.{k}" for k in encoder_state}
+    for name, value in encoder_state.items():
+        assert torch.equal(payload[f"encoder.{name}"], value)
+        assert payload[f"encoder.{name}"].data_ptr() != value.data_ptr()  # a copy, not a view
+    forbidden = ("embedding", "head", "gate", "input_norm", "item_graph")
+    assert not any(word in name for name in payload for word in forbidden)
+    n_plus_1 = food.num_items + 1
+    assert all(n_plus_1 not in t.shape and food.num_items not in t.shape for t in payload.values())
+    assert all(t.dtype.is_floating_point for t in payload.values())
+
+
+def test_downloads_go_to_the_matching_expert_and_the_own_domain_is_ignored(food):
+    model = build(food)
+    donor = build(food)
+    for p in donor.net.local_expert.encoder.parameters():
+        p.data.normal_()
+    state = donor.shared_state()
+    model.load_shared_state({"Clothing": state, "Food": {k: torch.zeros_like(v) for k, v in state.items()}})
+    for k, v in model.net.experts[2].encoder.state_dict().items():
+        assert torch.equal(v, state[f"encoder.{k}"])
+    assert not all(torch.equal(v, torch.zeros_like(v)) for v in model.net.local_expert.encoder.state_dict().values())
+    with pytest.raises(ValueError, match="not a domain of this scenario"):
+        model.load_shared_state({"Kitchen": state})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "experts", "has_gate"),
+    [({}, 3, True), ({"experts": "local"}, 1, False), ({"gate": "uniform"}, 3, False)],
+)
+def test_variants_change_the_model(food, kwargs, experts, has_gate):
+    model = build(food, **kwargs)
+    assert len(model.net.experts) == experts
+    assert (model.net.gate is not None) == has_gate
+    model.eval()
+    inputs, candidates = next(iter(food.val_dataloader()))
+    with torch.no_grad():
+        scores = model.score_candidates(inputs, candidates)
+    assert scores.shape == candidates.shape and torch.isfinite(scores).all()
+
+
+def test_uniform_gate_scores_are_the_mean_of_the_experts(food):
+    model = build(food, gate="uniform").eval()
+    inputs, candidates = next(iter(food.val_dataloader()))
+    with torch.no_grad():
+        fused = model.score_candidates(inputs, candidates)
+        outputs, _ = model._encode_all(inputs, None)
+        each = [e.candidate_scores(z[:, -1], candidates) for e, z in zip(model.net.experts, outputs)]
+    torch.testing.assert_close(fused, sum(each) / 3)
+
+
+def test_batch_gate_pooling_makes_a_sample_depend_on_its_batch(food):
+    inputs, _ = next(iter(food.train_dataloader()))
+    for pooling, depends in (("sample", False), ("batch", True)):
+        model = build(food, gate_pooling=pooling).eval()
+        with torch.no_grad():
+            outputs, _ = model._encode_all(inputs, None)
+            alone = model.net.gate_weights([z[:1] for z in outputs])
+            together = model.net.gate_weights(outputs)[:1]
+        assert torch.allclose(alone, together, atol=1e-6) != depends
+
+
+def test_full_ranking_and_variational_options_run(food):
+    model = build(food, ranking="full", variational=True, total_annealing_step=2)
+    one_step(model, next(iter(food.train_dataloader())))
+    assert model.annealing_step.item() == 1
+    model.eval()
+    inputs, candidates = next(iter(food.val_dataloader()))
+    with torch.no_grad():
+        assert model.score_candidates(inputs, None).shape == (len(inputs), food.num_items)
+    model._eval_step((inputs, candidates), model.val_metrics)
+    assert 0 < model.val_metrics.compute()["MRR"] <= 1
+
+
+def test_fedsasrec_shares_only_its_encoder(food):
+    torch.manual_seed(0)
+    model = FedSASRec(hidden_dim=16, num_heads=2)
+    model.build(food)
+    payload = model.shared_state()
+    assert set(payload) == {f"encoder.{k}" for k in model.expert.encoder.state_dict()}
+    with pytest.raises(ValueError, match="one averaged encoder"):
+        model.load_shared_state({"a": payload, "b": payload})

@@ -1,0 +1,58 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
+
+
+def naive(hs, ws, bs, targets, gate):
+    logits = [h @ w.t() + b for h, w, b in zip(hs, ws, bs)]
+    experts = torch.stack([F.cross_entropy(y, targets) for y in logits])
+    fused = F.cross_entropy(sum(gate[:, j : j + 1] * y.detach() for j, y in enumerate(logits)), targets)
+    return experts, fused
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+def test_values_and_gradients_equal_the_full_logits_computation(chunk_size):
+    torch.manual_seed(0)
+    m, d, c, k = 23, 6, 40, 3
+    hs = [torch.randn(m, d, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    ws = [torch.randn(c, d, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    bs = [torch.randn(c, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    gate = torch.softmax(torch.randn(m, k, dtype=torch.float64), 1).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    experts, fused = mixture_cross_entropy(hs, ws, bs, targets, gate=gate, chunk_size=chunk_size)
+    ref_experts, ref_fused = naive(hs, ws, bs, targets, gate)
+    torch.testing.assert_close(experts, ref_experts)
+    torch.testing.assert_close(fused, ref_fused)
+    weights = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    params = [*hs, *ws, *bs, gate]
+    got = torch.autograd.grad((experts * weights).sum() + 3 * fused, params)
+    want = torch.autograd.grad((ref_experts * weights).sum() + 3 * ref_fused, params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_the_mixture_loss_reaches_only_the_gate():
+    torch.manual_seed(1)
+    hs = [torch.randn(5, 4, requires_grad=True) for _ in range(2)]
+    ws = [torch.randn(9, 4, requires_grad=True) for _ in range(2)]
+    bs = [torch.zeros(9, requires_grad=True) for _ in range(2)]
+    gate = torch.full((5, 2), 0.5, requires_grad=True)
+    _, fused = mixture_cross_entropy(hs, ws, bs, torch.arange(5), gate=gate)
+    grads = torch.autograd.grad(fused, [*hs, *ws, *bs, gate], allow_unused=True)
+    assert all(g is None or torch.count_nonzero(g) == 0 for g in grads[:-1])
+    assert torch.count_nonzero(grads[-1]) > 0
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    torch.manual_seed(2)
+    hs = [torch.randn(64, 32, requires_grad=True) for _ in range(2)]
+    ws = [(0.1 * torch.randn(500, 32)).requires_grad_() for _ in range(2)]
+    bs = [torch.zeros(500, requires_grad=True) for _ in range(2)]
+    gate = torch.softmax(torch.randn(64, 2), 1)
+    targets = torch.randint(0, 500, (64,))
+    exact, _ = mixture_cross_entropy(hs, ws, bs, targets, gate=gate)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = mixture_cross_entropy(hs, ws, bs, targets, gate=gate)
+    torch.testing.assert_close(low, exact, rtol=2e-2, atol=2e-2)

@@ -1,0 +1,59 @@
+import torch
+
+from lightning_fed.models.expert import Expert
+from lightning_fed.models.sequence_encoder import SequenceEncoder
+
+
+def make_expert(num_items=20, d=16):
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(d, num_blocks=2, num_heads=4, dropout=0.0)
+    return Expert(num_items, encoder, d, max_seq_len=6, dropout=0.0, gnn_layers=0).eval()
+
+
+def test_changing_a_later_item_leaves_earlier_outputs_unchanged():
+    expert = make_expert()
+    pad = 20
+    seq = torch.tensor([[pad, pad, 3, 7, 11, 5]])
+    changed = seq.clone()
+    changed[0, 4] = 13
+    with torch.no_grad():
+        a, b = expert(seq, None), expert(changed, None)
+    torch.testing.assert_close(a[:, :4], b[:, :4], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_padding_outputs_are_zero_and_padding_does_not_leak():
+    expert = make_expert()
+    pad = 20
+    short = torch.tensor([[pad, pad, pad, 4, 8, 2]])
+    with torch.no_grad():
+        out = expert(short, None)
+    assert torch.count_nonzero(out[0, :3]) == 0
+    # The same items with more left padding give the same outputs (the positions are right-aligned).
+    longer_pad = torch.tensor([[pad, pad, pad, 4, 8, 2], [pad, 1, 9, 4, 8, 2]])
+    with torch.no_grad():
+        batch = expert(longer_pad, None)
+    torch.testing.assert_close(batch[0], out[0])
+
+
+def test_packed_encoder_equals_masked_dense_attention():
+    """The packed implementation gives what a dense, masked computation gives at non-padding positions."""
+    torch.manual_seed(1)
+    d, heads = 8, 2
+    encoder = SequenceEncoder(d, num_blocks=1, num_heads=heads, dropout=0.0).eval()
+    block = encoder.blocks[0]
+    x = torch.randn(2, 4, d)
+    valid = torch.tensor([[False, True, True, True], [False, False, True, True]])
+    x = x * valid.unsqueeze(-1)
+    with torch.no_grad():
+        out = encoder(x, valid)
+        h = block.attn_norm(x)
+        q, k, v = block.qkv(h).view(2, 4, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / (d // heads) ** 0.5
+        allowed = torch.ones(4, 4, dtype=torch.bool).tril() & valid[:, None, None, :]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        attn = torch.nan_to_num(torch.softmax(scores, -1)) @ v
+        y = x + block.out(attn.transpose(1, 2).reshape(2, 4, d))
+        y = y + block.ffn(block.ffn_norm(y))
+        expected = encoder.final_norm(y) * valid.unsqueeze(-1)
+    torch.testing.assert_close(out, expected)
