@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
@@ -40,7 +39,8 @@ class FederatedRound(Callback):
                 optimizer.load_state_dict(state)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
-        self.optimizer_states = [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers]
+        # No copy: this round's optimizer is dropped after fit, and the next one takes these tensors over.
+        self.optimizer_states = [opt.state_dict() for opt in trainer.optimizers]
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
         num_examples = len(trainer.train_dataloader.dataset)

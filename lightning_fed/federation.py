@@ -263,23 +263,35 @@ class Federation:
         self._load(clients, server, path)
         return clients
 
-    def validate(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None = None) -> dict:
-        """Validate every client of a saved federation (default: ``<run dir>/federation/best.pt``)."""
-        table = self._evaluate_all(self._restore(model, datamodule, ckpt_path), "validate")
-        print(markdown_table(table), flush=True)
-        return table
-
-    def test(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None = None) -> dict:
-        """Test every client of a saved federation (default: ``<run dir>/federation/best.pt``)."""
+    def _evaluate_saved(
+        self, stage: Literal["validate", "test"], model: LightningModule, datamodule: Any, ckpt_path: str | Path | None
+    ) -> dict[str, Any]:
         clients = self._restore(model, datamodule, ckpt_path)
-        test = self._evaluate_all(clients, "test")
-        results = {"config": self.run_config, "clients": [c.name for c in clients], "test": test}
-        self._finish(results, test, "Test metrics (%)")
+        table = self._evaluate_all(clients, stage)
+        key, title = ("validation", "Validation") if stage == "validate" else ("test", "Test")
+        results = {"config": self.run_config, "clients": [c.name for c in clients], key: table}
+        self._finish(results, table, f"{title} metrics (%)", f"results_{stage}.json")
         return results
 
-    def _finish(self, results: dict[str, Any], table: dict[str, dict[str, float]], title: str) -> None:
-        write_json_atomic(self.run_dir / "results.json", results)
+    def validate(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None = None) -> dict:
+        """Validate every client of a saved federation (default: ``<run dir>/federation/best.pt``).
+
+        Writes ``results_validate.json`` (``fit``'s ``results.json`` is left as it is).
+        """
+        return self._evaluate_saved("validate", model, datamodule, ckpt_path)
+
+    def test(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None = None) -> dict:
+        """Test every client of a saved federation (default: ``<run dir>/federation/best.pt``).
+
+        Writes ``results_test.json`` (``fit``'s ``results.json`` is left as it is).
+        """
+        return self._evaluate_saved("test", model, datamodule, ckpt_path)
+
+    def _finish(
+        self, results: dict[str, Any], table: dict[str, dict[str, float]], title: str, name: str = "results.json"
+    ) -> None:
+        write_json_atomic(self.run_dir / name, results)
         for logger in self.loggers:
             logger.save()
             logger.finalize("success")
-        print(f"\n{title}\n\n{markdown_table(table)}\n\nresults: {self.run_dir / 'results.json'}", flush=True)
+        print(f"\n{title}\n\n{markdown_table(table)}\n\nresults: {self.run_dir / name}", flush=True)

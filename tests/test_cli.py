@@ -47,7 +47,8 @@ def test_fmoe_cdsr_two_rounds_on_real_fkcb(tmp_path, capsys):
     # `test` from the saved federation reproduces the test metrics of `fit`
     main(["test", f"--config={ROOT / 'configs' / 'fkcb_cpu.yaml'}", *SLICE, "--model.init_args.hidden_dim=32",
           f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={tmp_path / 'federation' / 'best.pt'}"])  # fmt: skip
-    retested = json.loads((tmp_path / "results.json").read_text())
+    retested = json.loads((tmp_path / "results_test.json").read_text())
+    assert json.loads((tmp_path / "results.json").read_text()) == results  # fit's results are kept
     for row, values in results["test"].items():
         for k, v in values.items():
             assert math.isclose(retested["test"][row][k], v, rel_tol=1e-6)
