@@ -52,10 +52,9 @@ def main() -> None:
     for step in range(2 + args.steps):
         batch = next(batches)
         start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)  # before the forward: last step's gradients are not kept alive
         with autocast:
-            loss = model.training_step(batch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            loss = model.backward_step(batch)
         optimizer.step()
         if step >= 2:
             times.append(time.perf_counter() - start)

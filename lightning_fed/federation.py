@@ -268,6 +268,7 @@ class Federation:
     ) -> dict[str, Any]:
         clients = self._restore(model, datamodule, ckpt_path)
         table = self._evaluate_all(clients, stage)
+        self._log(table, "val" if stage == "validate" else "test", None)
         key, title = ("validation", "Validation") if stage == "validate" else ("test", "Test")
         results = {"config": self.run_config, "clients": [c.name for c in clients], key: table}
         self._finish(results, table, f"{title} metrics (%)", f"results_{stage}.json")

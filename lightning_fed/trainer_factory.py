@@ -65,7 +65,8 @@ class TrainerFactory:
                 configured = []
             loggers = list(configured) if isinstance(configured, list) else [configured]
             if not any(isinstance(lg, CSVLogger) for lg in loggers):
-                loggers.append(CSVLogger(save_dir=str(self.run_dir), name="csv", version=""))
+                # versioned (csv/version_N): a later `test` or a resumed `fit` never overwrites earlier logs
+                loggers.append(CSVLogger(save_dir=str(self.run_dir), name="csv"))
             self._loggers = loggers
         return self._loggers
 

@@ -29,7 +29,7 @@ class FedSASRec(SequentialRecommendationTask):
         num_blocks: int = 2,
         num_heads: int = 4,
         dropout: float = 0.3,
-        loss_chunk_size: int = 1024,
+        loss_chunk_size: int = 512,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ranking: Literal["sampled", "full"] = "sampled",

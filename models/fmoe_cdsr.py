@@ -6,7 +6,7 @@ arXiv:2503.13254 (2025). The method as implemented is written out in the project
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -121,7 +121,7 @@ class FMoECDSR(SequentialRecommendationTask):
         variational: bool = False,
         anneal_cap: float = 0.2,
         total_annealing_step: int = 10000,
-        loss_chunk_size: int = 1024,
+        loss_chunk_size: int = 512,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ranking: Literal["sampled", "full"] = "sampled",
@@ -153,6 +153,9 @@ class FMoECDSR(SequentialRecommendationTask):
         self.net: FMoECDSRNet | None = None
         self.expert_domains: list[str] = []
         self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
+        # One backward per expert (see backward_step): Lightning's manual optimization. Trainer options of
+        # automatic optimization (gradient clipping, accumulation) do not apply.
+        self.automatic_optimization = False
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
@@ -199,56 +202,88 @@ class FMoECDSR(SequentialRecommendationTask):
             self.net.experts[self.expert_domains.index(origin)].encoder.load_state_dict(encoder_state)
 
     # Training -----------------------------------------------------------------------------------------------
-    def _encode_all(self, inputs: Tensor, augmented: Tensor | None) -> tuple[list[Tensor], list[Tensor]]:
-        outputs, views = [], []
-        for expert in self.net.experts:
-            items = expert.item_representations(self.item_graph)  # G + E once per step (Eq. 1)
-            if augmented is None:
-                outputs.append(expert(inputs, self.item_graph, items))
-            else:  # original and view in one encoder pass
-                both = expert(torch.cat([inputs, augmented]), self.item_graph, items)
-                outputs.append(both[: len(inputs)])
-                views.append(both[len(inputs) :])
-        return outputs, views
+    def _encode(self, expert: Expert, inputs: Tensor, augmented: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Encoder outputs z of the sequences (and of their views, in the same pass) for one expert."""
+        items = expert.item_representations(self.item_graph)  # G + E, once per step (Eq. 1)
+        if augmented is None:
+            return expert(inputs, self.item_graph, items), None
+        both = expert(torch.cat([inputs, augmented]), self.item_graph, items)
+        return both[: len(inputs)], both[len(inputs) :]
+
+    def _encode_all(self, inputs: Tensor) -> list[Tensor]:
+        return [self._encode(expert, inputs, None)[0] for expert in self.net.experts]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:  # noqa: D102
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = self.backward_step(batch, self.manual_backward)
+        optimizer.step()
+        return loss
+
+    def backward_step(
+        self, batch: tuple[Tensor, Tensor], backward: Callable[[Tensor], None] = Tensor.backward
+    ) -> Tensor:
+        """Compute the client loss and its gradients, one expert at a time; return the (detached) loss.
+
+        The experts' gradients are independent (gradient isolation, Eq. 6) and the gate sees only detached
+        expert outputs (Eqs. 7-9), so expert j's forward and backward run before expert j+1's forward: only one
+        expert's activations are alive at a time. The gradients equal those of one backward pass through
+        ``sum_j (L_next^j + beta * L_cl^j) + L_fuse``.
+
+        Args:
+            batch: ``(inputs, targets)``.
+            backward: how to backpropagate a loss (``self.manual_backward`` inside a Trainer).
+        """
         inputs, targets = batch
         hp = self.hparams
         rows = targets != IGNORE_TARGET
+        row_targets = targets[rows]
         augmented = shuffle_items(inputs, self.pad_id) if hp.contrastive_weight > 0 else None
-        outputs, views = self._encode_all(inputs, augmented)
-
-        gate = self.net.gate_weights(outputs, rows) if self.net.gate is not None else None
-        heads = [expert.head for expert in self.net.experts]
-        next_item, fusion = mixture_cross_entropy(
-            [z[rows] for z in outputs],
-            [h.weight for h in heads],
-            [h.bias for h in heads],
-            targets[rows],
-            gate=gate,
-            chunk_size=hp.loss_chunk_size,
-        )
-        loss = next_item.sum() + fusion
-        logs = {"train/next_item": next_item.sum(), "train/fusion": fusion}
-        if augmented is not None:
-            contrast = torch.stack([nt_xent(z[:, -1], v[:, -1], hp.temperature) for z, v in zip(outputs, views)])
-            loss = loss + hp.contrastive_weight * contrast.sum()
-            logs["train/contrast"] = contrast.sum()
+        kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
+        totals = {"next_item": 0.0, "contrast": 0.0, "kl": 0.0}
+        outputs = []
+        for expert in self.net.experts:
+            z, view = self._encode(expert, inputs, augmented)
+            (next_item,), _ = mixture_cross_entropy(
+                [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.loss_chunk_size
+            )
+            loss = next_item
+            totals["next_item"] += next_item.detach()
+            if view is not None:
+                contrast = nt_xent(z[:, -1], view[:, -1], hp.temperature)
+                loss = loss + hp.contrastive_weight * contrast
+                totals["contrast"] += contrast.detach()
+            if hp.variational:
+                loss = loss + kl_weight * expert.encoder.last_kl
+                totals["kl"] += expert.encoder.last_kl.detach()
+            backward(loss)
+            outputs.append(z.detach())
+        total = totals["next_item"] + hp.contrastive_weight * totals["contrast"] + kl_weight * totals["kl"]
+        logs = {f"train/{k}": v for k, v in totals.items() if isinstance(v, Tensor)}
+        if self.net.gate is not None:
+            heads = [expert.head for expert in self.net.experts]
+            _, fusion = mixture_cross_entropy(
+                [z[rows] for z in outputs],
+                [h.weight.detach() for h in heads],
+                [h.bias.detach() for h in heads],
+                row_targets,
+                gate=self.net.gate_weights(outputs, rows),
+                chunk_size=hp.loss_chunk_size,
+            )
+            backward(fusion)
+            total = total + fusion.detach()
+            logs["train/fusion"] = fusion.detach()
         if hp.variational:
-            kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
-            kl = torch.stack([expert.encoder.last_kl for expert in self.net.experts]).sum()
-            loss = loss + kl_weight * kl
-            logs["train/kl"] = kl
             self.annealing_step += 1
-        logs["train/loss"] = loss
-        self.log_dict(logs, prog_bar=False, batch_size=len(inputs))
-        return loss
+        logs["train/loss"] = total
+        if self._trainer is not None:
+            self.log_dict(logs, batch_size=len(inputs))
+        return total
 
     # Evaluation ---------------------------------------------------------------------------------------------
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
         """Fused scores sum_j g_j y^j at the last position (paper Eq. 9), in fp32."""
-        outputs, _ = self._encode_all(inputs, None)
-        last = [z[:, -1] for z in outputs]
+        last = [z[:, -1] for z in self._encode_all(inputs)]
         scores = [expert.candidate_scores(z, candidates) for expert, z in zip(self.net.experts, last)]
         if len(scores) == 1:
             return scores[0]

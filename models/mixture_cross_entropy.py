@@ -174,7 +174,7 @@ def mixture_cross_entropy(
     biases: list[Tensor],
     targets: Tensor,
     gate: Tensor | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 512,
 ) -> tuple[Tensor, Tensor]:
     """Mean cross-entropy of each expert's linear head and of the gated mixture of their detached logits.
 

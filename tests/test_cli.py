@@ -43,12 +43,16 @@ def test_fmoe_cdsr_two_rounds_on_real_fkcb(tmp_path, capsys):
     check_results(results)
     assert results["strategy"] == "ExpertExchange"
     assert "| Avg |" in capsys.readouterr().out
-    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    fit_log = tmp_path / "csv" / "version_0" / "metrics.csv"
+    assert fit_log.is_file()
+    fit_log_text = fit_log.read_text()
     # `test` from the saved federation reproduces the test metrics of `fit`
     main(["test", f"--config={ROOT / 'configs' / 'fkcb_cpu.yaml'}", *SLICE, "--model.init_args.hidden_dim=32",
           f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={tmp_path / 'federation' / 'best.pt'}"])  # fmt: skip
     retested = json.loads((tmp_path / "results_test.json").read_text())
     assert json.loads((tmp_path / "results.json").read_text()) == results  # fit's results are kept
+    assert fit_log.read_text() == fit_log_text  # and so are its logs (test logs to csv/version_1)
+    assert (tmp_path / "csv" / "version_1" / "metrics.csv").is_file()
     for row, values in results["test"].items():
         for k, v in values.items():
             assert math.isclose(retested["test"][row][k], v, rel_tol=1e-6)

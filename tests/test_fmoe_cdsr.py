@@ -25,7 +25,7 @@ def one_step(model, batch):
     optimizer = model.configure_optimizers()
     model.train()
     optimizer.zero_grad()
-    model.training_step(batch, 0).backward()
+    model.backward_step(batch)
     optimizer.step()
 
 
@@ -58,7 +58,7 @@ def test_no_gradient_flows_from_the_gate_into_the_experts(food):
     model = build(food)
     model.train()
     inputs, _ = next(iter(food.train_dataloader()))
-    outputs, _ = model._encode_all(inputs, None)
+    outputs = model._encode_all(inputs)
     gate = model.net.gate_weights(outputs)
     torch.testing.assert_close(gate.sum(-1), torch.ones(gate.shape[:-1]))
     gate[..., 1].sum().backward()
@@ -117,7 +117,7 @@ def test_uniform_gate_scores_are_the_mean_of_the_experts(food):
     inputs, candidates = next(iter(food.val_dataloader()))
     with torch.no_grad():
         fused = model.score_candidates(inputs, candidates)
-        outputs, _ = model._encode_all(inputs, None)
+        outputs = model._encode_all(inputs)
         each = [e.candidate_scores(z[:, -1], candidates) for e, z in zip(model.net.experts, outputs)]
     torch.testing.assert_close(fused, sum(each) / 3)
 
@@ -127,7 +127,7 @@ def test_batch_gate_pooling_makes_a_sample_depend_on_its_batch(food):
     for pooling, depends in (("sample", False), ("batch", True)):
         model = build(food, gate_pooling=pooling).eval()
         with torch.no_grad():
-            outputs, _ = model._encode_all(inputs, None)
+            outputs = model._encode_all(inputs)
             alone = model.net.gate_weights([z[:1] for z in outputs])
             together = model.net.gate_weights(outputs)[:1]
         assert torch.allclose(alone, together, atol=1e-6) != depends
@@ -153,3 +153,40 @@ def test_fedsasrec_shares_only_its_encoder(food):
     assert set(payload) == {f"encoder.{k}" for k in model.expert.encoder.state_dict()}
     with pytest.raises(ValueError, match="one averaged encoder"):
         model.load_shared_state({"a": payload, "b": payload})
+
+
+def test_per_expert_backward_equals_one_joint_backward(food):
+    from lightning_fed.datamodules import IGNORE_TARGET
+    from lightning_fed.models.contrastive import nt_xent, shuffle_items
+    from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
+
+    model = build(food)
+    model.hparams.dropout = 0.0
+    for module in model.modules():
+        if hasattr(module, "p"):
+            module.p = 0.0
+    model.train()
+    batch = next(iter(food.train_dataloader()))
+    torch.manual_seed(5)
+    total = model.backward_step(batch)
+    split = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    inputs, targets = batch
+    rows = targets != IGNORE_TARGET
+    torch.manual_seed(5)
+    augmented = shuffle_items(inputs, model.pad_id)
+    pairs = [model._encode(e, inputs, augmented) for e in model.net.experts]
+    heads = [e.head for e in model.net.experts]
+    next_item, fusion = mixture_cross_entropy(
+        [z[rows] for z, _ in pairs], [h.weight for h in heads], [h.bias for h in heads], targets[rows],
+        gate=model.net.gate_weights([z for z, _ in pairs], rows),
+    )  # fmt: skip
+    contrast = sum(nt_xent(z[:, -1], v[:, -1]) for z, v in pairs)
+    joint = next_item.sum() + contrast + fusion
+    joint.backward()
+    torch.testing.assert_close(total, joint.detach())
+    assert set(split) == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(split[name], p.grad, rtol=1e-4, atol=1e-6)

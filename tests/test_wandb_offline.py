@@ -21,6 +21,6 @@ def test_one_offline_wandb_run_per_federation(tmp_path, monkeypatch):
     federation.fit(FMoECDSR(hidden_dim=16, num_heads=2), scenario)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1  # both clients log into the same run
-    assert (tmp_path / "csv" / "metrics.csv").is_file()  # CSV is always there too
-    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    csv_log = tmp_path / "csv" / "version_0" / "metrics.csv"  # CSV is always there too
+    header = csv_log.read_text().splitlines()[0].split(",")
     assert {"Food/train/loss", "Beauty/train/loss", "Avg/val/MRR", "Food/val/MRR", "round"} <= set(header)
