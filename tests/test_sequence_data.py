@@ -26,6 +26,7 @@ def test_embedded_fkcb_matches_table_1_of_the_paper():
         assert counts == (items, train, valid, test)
 
 
+@pytest.mark.skipif(not (SHARED / "fkcb").is_dir(), reason="the shared data release is not beside this checkout")
 def test_embedded_copy_is_byte_identical_to_the_shared_release():
     source = FKCB().source()
     for domain in ("Food", "Beauty"):
