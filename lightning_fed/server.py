@@ -60,10 +60,11 @@ class Server:
         self.inbox = {}
 
     def state_dict(self) -> dict[str, Any]:
-        """The parameter store (for checkpoints)."""
-        return {"store": self.store}
+        """The parameter store and the strategy's state (for checkpoints)."""
+        return {"store": self.store, "strategy": self.strategy.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the parameter store."""
+        """Restore the parameter store and the strategy's state."""
         self.store = state["store"]
+        self.strategy.load_state_dict(state.get("strategy", {}))
         self.inbox = {}

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.datamodules.sequence_datamodule import IGNORE_TARGET
+from lightning_fed.errors import ConfigurationError
 from lightning_fed.models.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.expert import Expert
 from lightning_fed.models.gate_router import GateRouter
@@ -122,6 +123,8 @@ class FMoECDSR(SequentialRecommendationTask):
         anneal_cap: float = 0.2,
         total_annealing_step: int = 10000,
         loss_chunk_size: int = 512,
+        backward: Literal["per_expert", "joint"] = "per_expert",
+        eval_experts: list[str] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ranking: Literal["sampled", "full"] = "sampled",
@@ -144,6 +147,12 @@ class FMoECDSR(SequentialRecommendationTask):
             anneal_cap: maximum KL weight (variational only).
             total_annealing_step: training steps over which the KL weight grows linearly to ``anneal_cap``.
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy (memory knob, same math).
+            backward: ``"per_expert"`` backpropagates one expert at a time (only one expert's activations alive:
+                least memory); ``"joint"`` computes all experts' losses and the fusion loss in one pass over
+                the logits (faster, about 4x the activation memory). Same gradients either way.
+            eval_experts: the domains whose experts are fused at evaluation (None: all). The paper's RQ4
+                (remove a domain): test a saved federation with one domain left out, or with only one expert;
+                the gate weights of the kept experts are renormalized to sum to 1.
             lr: Adam learning rate (1e-3).
             weight_decay: Adam weight decay.
             ranking: ``"sampled"`` (papers) or ``"full"`` ranking at evaluation.
@@ -163,6 +172,12 @@ class FMoECDSR(SequentialRecommendationTask):
         if datamodule.domain not in domains:
             raise ValueError(f"domain {datamodule.domain!r} is not among the scenario's domains {domains}")
         self.expert_domains = domains
+        unknown = set(hp.eval_experts or []) - set(domains)
+        if unknown or hp.eval_experts == []:
+            raise ConfigurationError(
+                f"model.eval_experts: {sorted(unknown) or 'an empty list'} is not a non-empty subset of this "
+                f"client's experts {domains}"
+            )
         self.pad_id = datamodule.num_items
         self.net = FMoECDSRNet(
             num_items=datamodule.num_items,
@@ -240,6 +255,8 @@ class FMoECDSR(SequentialRecommendationTask):
         row_targets = targets[rows]
         augmented = shuffle_items(inputs, self.pad_id) if hp.contrastive_weight > 0 else None
         kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
+        if hp.backward == "joint":
+            return self._joint_backward_step(inputs, rows, row_targets, augmented, kl_weight, backward)
         totals = {"next_item": 0.0, "contrast": 0.0, "kl": 0.0}
         outputs = []
         for expert in self.net.experts:
@@ -273,11 +290,50 @@ class FMoECDSR(SequentialRecommendationTask):
             backward(fusion)
             total = total + fusion.detach()
             logs["train/fusion"] = fusion.detach()
+        return self._finish_step(logs, total, len(inputs))
+
+    def _joint_backward_step(
+        self,
+        inputs: Tensor,
+        rows: Tensor,
+        row_targets: Tensor,
+        augmented: Tensor | None,
+        kl_weight: float,
+        backward: Callable[[Tensor], None],
+    ) -> Tensor:
+        hp = self.hparams
+        pairs = [self._encode(expert, inputs, augmented) for expert in self.net.experts]
+        outputs = [z for z, _ in pairs]
+        heads = [expert.head for expert in self.net.experts]
+        next_item, fusion = mixture_cross_entropy(
+            [z[rows] for z in outputs],
+            [h.weight for h in heads],
+            [h.bias for h in heads],
+            row_targets,
+            gate=self.net.gate_weights(outputs, rows) if self.net.gate is not None else None,
+            chunk_size=hp.loss_chunk_size,
+        )
+        loss = next_item.sum() + fusion
+        logs = {"train/next_item": next_item.detach().sum()}
+        if self.net.gate is not None:
+            logs["train/fusion"] = fusion.detach()
+        if augmented is not None:
+            contrast = torch.stack([nt_xent(z[:, -1], v[:, -1], hp.temperature) for z, v in pairs]).sum()
+            loss = loss + hp.contrastive_weight * contrast
+            logs["train/contrast"] = contrast.detach()
         if hp.variational:
+            kl = torch.stack([expert.encoder.last_kl for expert in self.net.experts]).sum()
+            loss = loss + kl_weight * kl
+            logs["train/kl"] = kl.detach()
+        backward(loss)
+        return self._finish_step(logs, loss.detach(), len(inputs))
+
+    def _finish_step(self, logs: dict[str, Tensor], total: Tensor, batch_size: int) -> Tensor:
+        if self.hparams.variational:
             self.annealing_step += 1
         logs["train/loss"] = total
         if self._trainer is not None:
-            self.log_dict(logs, batch_size=len(inputs))
+            self.log_dict(logs, batch_size=batch_size)
         return total
 
     # Evaluation ---------------------------------------------------------------------------------------------
@@ -288,4 +344,8 @@ class FMoECDSR(SequentialRecommendationTask):
         if len(scores) == 1:
             return scores[0]
         gate = self.net.gate_weights(last).float()
-        return sum(gate[:, j : j + 1] * s for j, s in enumerate(scores))
+        if self.hparams.eval_experts is not None:
+            kept = torch.tensor([d in self.hparams.eval_experts for d in self.expert_domains], device=gate.device)
+            gate = gate * kept
+            gate = gate / gate.sum(-1, keepdim=True)
+        return sum(gate[:, j : j + 1] * s for j, s in enumerate(scores) if gate[:, j].any())

@@ -155,12 +155,13 @@ def test_fedsasrec_shares_only_its_encoder(food):
         model.load_shared_state({"a": payload, "b": payload})
 
 
-def test_per_expert_backward_equals_one_joint_backward(food):
+@pytest.mark.parametrize("mode", ["per_expert", "joint"])
+def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode):
     from lightning_fed.datamodules import IGNORE_TARGET
     from lightning_fed.models.contrastive import nt_xent, shuffle_items
     from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
 
-    model = build(food)
+    model = build(food, backward=mode)
     model.hparams.dropout = 0.0
     for module in model.modules():
         if hasattr(module, "p"):
@@ -190,3 +191,19 @@ def test_per_expert_backward_equals_one_joint_backward(food):
     for name, p in model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(split[name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_eval_experts_keeps_only_the_listed_experts_in_the_fusion(food):
+    full = build(food).eval()
+    only_clothing = build(food, eval_experts=["Clothing"]).eval()
+    without_beauty = build(food, eval_experts=["Food", "Clothing"]).eval()
+    inputs, candidates = next(iter(food.val_dataloader()))
+    with torch.no_grad():
+        last = [z[:, -1] for z in full._encode_all(inputs)]
+        each = [e.candidate_scores(z, candidates) for e, z in zip(full.net.experts, last)]
+        gate = full.net.gate_weights(last)
+        torch.testing.assert_close(only_clothing.score_candidates(inputs, candidates), each[2])
+        renormalized = (gate[:, :1] * each[0] + gate[:, 2:3] * each[2]) / (gate[:, 0:1] + gate[:, 2:3])
+        torch.testing.assert_close(without_beauty.score_candidates(inputs, candidates), renormalized)
+    with pytest.raises(ValueError, match="eval_experts"):
+        build(food, eval_experts=["Kitchen"])

@@ -57,3 +57,20 @@ def test_client_sampling_fraction_and_determinism():
         Server(ExpertExchange(), clients, fraction=0.0)
     with pytest.raises(ValueError, match="unknown client"):
         server.upload("z", {}, 1)
+
+
+def test_expert_exchange_with_one_sync_keeps_the_first_checkpoints():
+    server = Server(ExpertExchange(max_syncs=1), ["a", "b"])
+    server.upload("a", {"w": torch.zeros(1)}, 1)
+    server.aggregate()
+    server.upload("a", {"w": torch.ones(1)}, 1)
+    server.upload("b", {"w": torch.ones(1)}, 1)
+    server.aggregate()
+    assert server.download("b")["a"]["w"].item() == 0.0 and "b" not in server.store
+    resumed = Server(ExpertExchange(max_syncs=1), ["a", "b"])
+    resumed.load_state_dict(server.state_dict())  # a resumed run does not synchronize again
+    resumed.upload("b", {"w": torch.ones(1)}, 1)
+    resumed.aggregate()
+    assert "b" not in resumed.store
+    with pytest.raises(ValueError, match="max_syncs"):
+        ExpertExchange(max_syncs=0)

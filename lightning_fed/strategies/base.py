@@ -30,6 +30,14 @@ class Strategy(ABC):
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:
         """Update ``store`` in place from this round's ``uploads`` (keyed by client)."""
 
+    def state_dict(self) -> dict:
+        """The strategy's own state, saved with the federation (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        return None
+
     @abstractmethod
     def payload(self, client: str, store: Mapping[str, State]) -> dict[str, State]:
         """What ``client`` downloads, keyed by origin."""

@@ -8,11 +8,33 @@ from lightning_fed.strategies.base import State, Strategy, Upload
 
 
 class ExpertExchange(Strategy):
-    """Each upload overwrites its client's cache entry; a client downloads every other client's entry."""
+    """Each upload overwrites its client's cache entry; a client downloads every other client's entry.
+
+    Args:
+        max_syncs: stop updating the cache after this many rounds (None: every round). ``max_syncs=1`` is the
+            paper's RQ2 protocol (checkpoint quality): train each local expert alone for E epochs
+            (``local_epochs=E``), synchronize once, then keep training against those frozen checkpoints with no
+            further synchronization.
+    """
+
+    def __init__(self, max_syncs: int | None = None) -> None:
+        if max_syncs is not None and max_syncs < 1:
+            raise ValueError(f"max_syncs must be at least 1 (or None), got {max_syncs}")
+        self.max_syncs = max_syncs
+        self.syncs = 0
 
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:  # noqa: D102
+        if self.max_syncs is not None and self.syncs >= self.max_syncs:
+            return
         for client, upload in uploads.items():
             store[client] = upload.state
+        self.syncs += 1
+
+    def state_dict(self) -> dict:  # noqa: D102
+        return {"syncs": self.syncs}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: D102
+        self.syncs = state.get("syncs", 0)
 
     def payload(self, client: str, store: Mapping[str, State]) -> dict[str, State]:  # noqa: D102
         return {origin: state for origin, state in store.items() if origin != client}
