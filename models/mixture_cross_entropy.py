@@ -64,7 +64,9 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         acc = torch.promote_types(dtype, torch.float32)  # softmax statistics: fp32 (fp64 for fp64 inputs)
         expert_lse = torch.empty(k, rows, dtype=acc, device=device)
         fused_lse = torch.empty(rows if gate is not None else 0, dtype=acc, device=device)
-        expert_sum = torch.zeros(k, dtype=acc, device=device)
+        # A gate-only call (every expert input detached) needs no expert loss: skip those softmaxes.
+        expert_losses = gate is None or any(t.requires_grad for t in tensors)
+        expert_sum = torch.zeros(k, dtype=acc, device=device) if expert_losses else torch.full((k,), float("nan"))
         fused_sum = torch.zeros((), dtype=acc, device=device)
         with torch.autocast(device.type, enabled=False):
             w_c = [w.to(dtype) for w in weights]
@@ -85,6 +87,8 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                             torch.mul(y, g, out=fused[:n])
                         else:
                             fused[:n].addcmul_(y, g)
+                    if not expert_losses:
+                        continue
                     expert_sum[j] -= y.gather(1, t).sum()
                     lse = _log_sum_exp_(y)
                     expert_lse[j, start : start + n] = lse
@@ -188,7 +192,9 @@ def mixture_cross_entropy(
 
     Returns:
         ``(expert_losses, mixture_loss)``: a (K,) tensor and a scalar. Gradients of the expert losses reach the
-        hidden rows and the heads; the gradient of the mixture loss reaches only the gate.
+        hidden rows and the heads; the gradient of the mixture loss reaches only the gate. When a gate is
+        given and no hidden row, weight or bias requires a gradient, the expert losses are not computed
+        (returned as NaN): only the mixture loss is needed then.
     """
     if not (len(hidden) == len(weights) == len(biases)) or not hidden:
         raise ValueError("hidden, weights and biases need one entry per expert")

@@ -56,3 +56,17 @@ def test_bf16_autocast_stays_close_to_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low, _ = mixture_cross_entropy(hs, ws, bs, targets, gate=gate)
     torch.testing.assert_close(low, exact, rtol=2e-2, atol=2e-2)
+
+
+def test_a_gate_only_call_skips_the_expert_losses():
+    torch.manual_seed(3)
+    hs = [torch.randn(9, 4) for _ in range(2)]
+    ws = [torch.randn(7, 4) for _ in range(2)]
+    bs = [torch.randn(7) for _ in range(2)]
+    gate = torch.softmax(torch.randn(9, 2), 1).requires_grad_()
+    targets = torch.randint(0, 7, (9,))
+    experts, fused = mixture_cross_entropy(hs, ws, bs, targets, gate=gate, chunk_size=4)
+    assert torch.isnan(experts).all()
+    _, ref_fused = naive(hs, ws, bs, targets, gate)
+    torch.testing.assert_close(fused, ref_fused)
+    torch.testing.assert_close(torch.autograd.grad(fused, gate)[0], torch.autograd.grad(ref_fused, gate)[0])
