@@ -214,6 +214,9 @@ class Federation:
             server.initialize(clients[0].module.shared_state())
         started = time.time()
         for round_idx in range(state["round"] + 1, self.rounds + 1):
+            if self.patience is not None and state["bad_rounds"] >= self.patience:
+                print(f"early stopping: no improvement for {self.patience} rounds", flush=True)
+                break
             participants = set(server.sample_clients(round_idx))
             for client in clients:
                 client.sync.round = round_idx
@@ -236,9 +239,6 @@ class Federation:
             else:
                 state["bad_rounds"] += 1
             self._save(self._checkpoint(clients, server, state), "last.pt")
-            if self.patience is not None and state["bad_rounds"] >= self.patience:
-                print(f"early stopping: no improvement for {self.patience} rounds", flush=True)
-                break
         self._load(clients, server, self.run_dir / "federation" / "best.pt")
         test = self._evaluate_all(clients, "test")
         self._log(test, "test", None)

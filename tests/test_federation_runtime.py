@@ -77,3 +77,20 @@ def test_template_model_is_not_modified(tmp_path):
     snapshot = copy.deepcopy(model.state_dict())
     federation.fit(model, scenario)
     assert model.net is None and model.state_dict().keys() == snapshot.keys()
+
+
+def test_a_stopped_run_resumes_from_last_checkpoint(tmp_path):
+    scenario = FKCB(domains=["Food", "Beauty"], max_sequences=64, batch_size=32, num_negatives=99)
+    trainer_config = {"default_root_dir": str(tmp_path), "enable_progress_bar": False, "logger": False}
+    torch.manual_seed(0)
+    first = Federation(rounds=1, local_epochs=1, patience=None)
+    first.configure_trainers(trainer_config)
+    first.fit(FMoECDSR(hidden_dim=16, num_heads=2), scenario)
+    resumed = Federation(rounds=2, local_epochs=1, patience=None)
+    resumed.configure_trainers(trainer_config)
+    results = resumed.fit(FMoECDSR(hidden_dim=16, num_heads=2), scenario, ckpt_path=tmp_path / "federation" / "last.pt")
+    assert [r["round"] for r in results["validation"]] == [1, 2]  # round 1 kept, only round 2 trained
+    checkpoint = torch.load(tmp_path / "federation" / "last.pt", weights_only=False)
+    (adam_state,) = checkpoint["clients"]["Food"]["sync"]["optimizer_states"]
+    assert {float(s["step"]) for s in adam_state["state"].values()} == {4.0}  # 2 batches x 2 rounds
+    assert checkpoint["round"] == 2
