@@ -339,13 +339,13 @@ class FMoECDSR(SequentialRecommendationTask):
     # Evaluation ---------------------------------------------------------------------------------------------
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
         """Fused scores sum_j g_j y^j at the last position (paper Eq. 9), in fp32."""
-        last = [z[:, -1] for z in self._encode_all(inputs)]
-        scores = [expert.candidate_scores(z, candidates) for expert, z in zip(self.net.experts, last)]
-        if len(scores) == 1:
+        last = [z[:, -1] for z in self._encode_all(inputs)]  # every expert: the gate reads them all
+        eval_experts = self.hparams.eval_experts or self.expert_domains  # an empty list is rejected at build
+        kept = [j for j, domain in enumerate(self.expert_domains) if domain in eval_experts]
+        scores = {j: self.net.experts[j].candidate_scores(last[j], candidates) for j in kept}
+        if len(self.expert_domains) == 1:
             return scores[0]
         gate = self.net.gate_weights(last).float()
-        if self.hparams.eval_experts is not None:
-            kept = torch.tensor([d in self.hparams.eval_experts for d in self.expert_domains], device=gate.device)
-            gate = gate * kept
-            gate = gate / gate.sum(-1, keepdim=True)
-        return sum(gate[:, j : j + 1] * s for j, s in enumerate(scores) if gate[:, j].any())
+        if len(kept) < len(self.expert_domains):
+            gate = gate[:, kept] / gate[:, kept].sum(-1, keepdim=True)  # renormalized over the kept experts
+        return sum(gate[:, i : i + 1] * scores[j] for i, j in enumerate(kept))

@@ -66,7 +66,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         fused_lse = torch.empty(rows if gate is not None else 0, dtype=acc, device=device)
         # A gate-only call (every expert input detached) needs no expert loss: skip those softmaxes.
         expert_losses = gate is None or any(t.requires_grad for t in tensors)
-        expert_sum = torch.zeros(k, dtype=acc, device=device) if expert_losses else torch.full((k,), float("nan"))
+        expert_sum = torch.full((k,), 0.0 if expert_losses else float("nan"), dtype=acc, device=device)
         fused_sum = torch.zeros((), dtype=acc, device=device)
         with torch.autocast(device.type, enabled=False):
             w_c = [w.to(dtype) for w in weights]
