@@ -16,10 +16,12 @@ from lightning_fed.datamodules.sequence_source import (
 from lightning_fed.errors import ConfigurationError, MissingDataError
 
 REQUIRED_FILES = ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt")
+AUTHORS_DRIVE_FOLDER = "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt"
 AUTHORS_RELEASE = (
     "the FedDCSR/FMoE-CDSR authors' release on Google Drive "
-    "(folder id 1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt, linked from github.com/TimiBlueGPT/FedDCSR)"
+    f"(folder id {AUTHORS_DRIVE_FOLDER}, linked from github.com/TimiBlueGPT/FedDCSR)"
 )
+BUILDER_COMMAND = "python -m lightning_fed.datamodules.scenario_builder"
 
 
 class CrossDomainScenario(LightningDataModule):
@@ -33,6 +35,10 @@ class CrossDomainScenario(LightningDataModule):
     embedded: str | None = None
     #: Where to get the data, for the error message when it is missing.
     download_hint: str = AUTHORS_RELEASE
+    #: Google Drive folder that ``prepare_data`` downloads with gdown when the data is missing (None: never).
+    drive_folder: str | None = None
+    #: Raw Amazon categories of each domain, for the builder alternative in the error message.
+    raw_categories: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -90,25 +96,67 @@ class CrossDomainScenario(LightningDataModule):
         return ArchiveSource(embedded_archive(self.embedded))
 
     def prepare_data(self) -> None:
-        """Check that every domain's four files exist; fail at once with the expected layout otherwise."""
+        """Check that every domain's four files exist; fail at once with the expected layout otherwise.
+
+        A scenario with a ``drive_folder`` (MBG, SGH) first tries to download the authors' release into ``root``
+        with gdown, when gdown is installed and Google Drive is reachable.
+        """
         if self.root is None and self.embedded is not None:
             return
-        source = self.source()
-        missing = [f"{d}/{f}" for d in self.domains for f in REQUIRED_FILES if not source.exists(f"{d}/{f}")]
+        missing = self._missing_files()
+        if missing and self.drive_folder is not None and self.root is not None:
+            download_failure = self._download_release()
+            missing = self._missing_files()
+            if missing:
+                raise MissingDataError(self._missing_message(self.root, missing, download_failure))
         if missing:
             raise MissingDataError(self._missing_message(self.root, missing))
 
-    def _missing_message(self, root: str | None, missing: list[str]) -> str:
+    def _missing_files(self) -> list[str]:
+        source = self.source()
+        return [f"{d}/{f}" for d in self.domains for f in REQUIRED_FILES if not source.exists(f"{d}/{f}")]
+
+    def _download_release(self) -> str:
+        """Download ``drive_folder`` into ``root`` with gdown; returns why it did not give the layout ('' if it did).
+
+        The release may nest the domains one or more levels down; the first directory under ``root`` holding all
+        of them becomes the root.
+        """
+        try:
+            import gdown
+        except ImportError:
+            return "gdown is not installed (pip install gdown), so the release was not downloaded"
+        root = Path(self.root).expanduser()
+        try:
+            gdown.download_folder(id=self.drive_folder, output=str(root), quiet=False)
+        except Exception as err:  # noqa: BLE001 - gdown raises many types (network, quota, HTML); all mean "not here"
+            return f"downloading Drive folder {self.drive_folder} with gdown failed: {type(err).__name__}: {err}"
+        for candidate in sorted(p.parent.parent for p in root.rglob(f"{self.domains[0]}/num_items.txt")):
+            if all((candidate / d / f).is_file() for d in self.domains for f in REQUIRED_FILES):
+                self.root = str(candidate)
+                self._clients = None
+                return ""
+        return f"the downloaded release under {root} does not have the layout below"
+
+    def _missing_message(self, root: str | None, missing: list[str], download_failure: str = "") -> str:
         where = f"under {Path(root).expanduser().resolve()}" if root else "(no data root was given)"
         layout = "\n".join(f"    {d}/{{{','.join(REQUIRED_FILES)}}}" for d in self.domains)
         shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
-        return (
+        message = (
             f"{type(self).__name__}: the data is missing {where}"
             + (f": {shown}" if missing else "")
+            + (f"\n({download_failure})" if download_failure else "")
             + f".\nExpected layout (FedDCSR text format):\n  <root>/\n{layout}\n"
             f"Get it from {self.download_hint}, unpack it so that the layout above holds, and pass the "
             f"directory as --data.root."
         )
+        if self.raw_categories:
+            pairs = ", ".join(f"{d}: <{c} ratings .csv or 5-core .json.gz>" for d, c in self.raw_categories.items())
+            message += (
+                "\nOr build it from the public Amazon review dumps (jmcauley.ucsd.edu/data/amazon) with the papers' "
+                f"protocol:\n  {BUILDER_COMMAND} --domains '{{{pairs}}}' --output {root or '<root>'}"
+            )
+        return message
 
     def client_datamodules(self) -> dict[str, SequenceDataModule]:
         """One datamodule per domain, created once and in the scenario's domain order."""
@@ -136,7 +184,10 @@ class FKCB(CrossDomainScenario):
 
 
 class MBG(CrossDomainScenario):
-    """Amazon Movie-Book-Game (FedDCSR/FMoE-CDSR). Not shipped: pass the authors' release as ``root``."""
+    """Amazon Movie-Book-Game (FedDCSR/FMoE-CDSR). Not shipped: downloaded with gdown, or given as ``root``."""
+
+    drive_folder = AUTHORS_DRIVE_FOLDER
+    raw_categories = {"Movie": "Movies_and_TV", "Book": "Books", "Game": "Video_Games"}
 
     def __init__(self, domains: list[str] | None = None, root: str | None = "data/mbg", **kwargs) -> None:
         """MBG from ``root`` (default ``data/mbg``); see the base class for the other arguments."""
@@ -144,8 +195,28 @@ class MBG(CrossDomainScenario):
 
 
 class SGH(CrossDomainScenario):
-    """Amazon Sport-Garden-Home (FedDCSR/FMoE-CDSR). Not shipped: pass the authors' release as ``root``."""
+    """Amazon Sport-Garden-Home (FedDCSR/FMoE-CDSR). Not shipped: downloaded with gdown, or given as ``root``."""
+
+    drive_folder = AUTHORS_DRIVE_FOLDER
+    raw_categories = {"Sport": "Sports_and_Outdoors", "Garden": "Patio_Lawn_and_Garden", "Home": "Home_and_Kitchen"}
 
     def __init__(self, domains: list[str] | None = None, root: str | None = "data/sgh", **kwargs) -> None:
         """SGH from ``root`` (default ``data/sgh``); see the base class for the other arguments."""
         super().__init__(domains or ["Sport", "Garden", "Home"], root=root, **kwargs)
+
+
+class SGH5Core(CrossDomainScenario):
+    """Sports-Games-Home built from the Amazon 2014 5-core sequence files (shipped in the package).
+
+    Built by :mod:`lightning_fed.datamodules.scenario_builder` from ``Sports_and_Outdoors.txt``,
+    ``Video_Games.txt`` and ``Home_and_Kitchen.txt`` of ``shared/data/amazon-5core`` (McAuley et al., via
+    salesforce/ICLRec, KlaineWei/MoCo4SRec and XiQier/MFC-GODE) with ``configs/build/sgh5core.yaml``: the papers'
+    protocol with items kept from 5 interactions instead of 10, because those files are 5-core subsets. Not the
+    papers' SGH (Sport-Garden-Home, from the full dumps): a second real scenario of the same kind.
+    """
+
+    embedded = "sgh5core"
+
+    def __init__(self, domains: list[str] | None = None, root: str | None = None, **kwargs) -> None:
+        """SGH-5core with its three domains by default; ``root`` overrides the shipped copy (see the base class)."""
+        super().__init__(domains or ["Sports", "Games", "Home"], root=root, **kwargs)
