@@ -25,12 +25,16 @@ def write_json_atomic(path: Path, content: Any) -> None:
 
 
 def markdown_table(table: Mapping[str, Mapping[str, float]], percent: bool = True) -> str:
-    """Rows = clients (and Avg), columns = metrics; values in % when ``percent``."""
+    """Rows = clients (and Avg), columns = metrics; values in % when ``percent`` (loglosses stay as they are)."""
     rows = list(table)
     metrics = list(next(iter(table.values())))
     header = "| Domain | " + " | ".join(metrics) + " |"
     lines = [header, "|" + "---|" * (len(metrics) + 1)]
     for row in rows:
-        values = [100 * table[row][m] if percent else table[row][m] for m in metrics]
-        lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+        values = [100 * table[row][m] if percent and not m.startswith("logloss") else table[row][m] for m in metrics]
+        lines.append(
+            f"| {row} | "
+            + " | ".join(f"{v:.4f}" if m.startswith("logloss") else f"{v:.2f}" for m, v in zip(metrics, values))
+            + " |"
+        )
     return "\n".join(lines)
