@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_fed.datamodules.batch_loader import batch_slicing_loader
 from lightning_fed.errors import DataFormatError
 
 
@@ -83,16 +84,9 @@ class MultiTaskDataModule(LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         table = self.splits[split]
         dataset = TensorDataset(table.categorical, table.numerical, table.labels)
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         # A last training batch of one row would break BatchNorm; it is dropped (only then).
         drop_last = shuffle and len(dataset) % batch_size == 1
-        # Whole batches are sliced out of the tensors at once instead of collating single rows.
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
-            batch_size=None,
-            num_workers=self.num_workers,
-        )
+        return batch_slicing_loader(dataset, batch_size, shuffle, self.num_workers, drop_last)
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
         return self._loader("train", self.batch_size, shuffle=True)

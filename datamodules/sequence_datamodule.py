@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_fed.datamodules.batch_loader import batch_slicing_loader
 from lightning_fed.datamodules.candidates import cached_negatives, default_cache_dir
 from lightning_fed.datamodules.item_graph import item_transition_graph
 from lightning_fed.datamodules.sequence_format import SequenceSplit, read_num_items, read_split
@@ -135,15 +136,7 @@ class SequenceDataModule(LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         self._require_setup()
-        dataset = self.datasets[split]
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        # Whole batches are sliced out of the tensors at once instead of collating single rows.
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
-            batch_size=None,
-            num_workers=self.num_workers,
-        )
+        return batch_slicing_loader(self.datasets[split], batch_size, shuffle, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
         return self._loader("train", self.batch_size, shuffle=True)
