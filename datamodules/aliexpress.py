@@ -13,6 +13,7 @@ conversion are 0/1. Tasks: CTR = click; CTCVR = click and conversion. ``search_i
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from lightning_fed.datamodules.multi_scenario import MultiScenarioMultiTask
 from lightning_fed.datamodules.multitask_datamodule import MultiTaskTable, carve_validation
 from lightning_fed.errors import DataFormatError, MissingDataError
+from lightning_fed.text_files import read_utf8
 
 CATEGORICAL = [f"categorical_{i}" for i in range(1, 17)]
 NUMERICAL = [f"numerical_{i}" for i in range(1, 64)]
@@ -35,8 +37,8 @@ def read_aliexpress_csv(path: Path) -> MultiTaskTable:
         DataFormatError: (a ValueError) naming file and line: a wrong header, a row with the wrong number of
             fields, a non-numeric value, a negative or fractional categorical id, or a label other than 0/1.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), None)
+    text = read_utf8(path)
+    header = next(csv.reader(io.StringIO(text, newline="")), None)
     if header != COLUMNS:
         got = "nothing (empty file)" if header is None else f"{len(header)} columns starting {header[:3]}"
         raise DataFormatError(
@@ -44,42 +46,42 @@ def read_aliexpress_csv(path: Path) -> MultiTaskTable:
             f"(82 columns), got {got}"
         )
     try:
-        values = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        values = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
     except ValueError:
-        raise DataFormatError(_first_bad_row(path)) from None
+        raise DataFormatError(_first_bad_row(path, text)) from None
     if values.shape[0] == 0:
         raise DataFormatError(f"{path}: no rows after the header")
     categorical = values[:, 1:17]
+    numerical = values[:, 17:80]
     labels = values[:, -2:]
-    for name, block, check, what in (
-        ("categorical", categorical, lambda b: (b >= 0) & (b == np.floor(b)), "a non-negative integer id"),
-        ("label", labels, lambda b: (b == 0) | (b == 1), "0 or 1"),
+    for columns, block, check, what in (
+        (CATEGORICAL, categorical, lambda b: (b >= 0) & (b == np.floor(b)), "a non-negative integer id"),
+        (NUMERICAL, numerical, lambda b: np.abs(b) <= np.finfo(np.float32).max, "a finite float32 number"),
+        (["click", "conversion"], labels, lambda b: (b == 0) | (b == 1), "0 or 1"),
     ):
         bad = np.argwhere(~check(block))
         if len(bad):
             row, col = bad[0]
-            column = (CATEGORICAL if name == "categorical" else ["click", "conversion"])[col]
-            raise DataFormatError(f"{path}:{row + 2}: {column} must be {what}, got {block[row, col]!r}")
+            raise DataFormatError(f"{path}:{row + 2}: {columns[col]} must be {what}, got {block[row, col]!r}")
     click, conversion = labels[:, 0], labels[:, 1]
     return MultiTaskTable(
         categorical=torch.from_numpy(categorical.astype(np.int64)),
-        numerical=torch.from_numpy(values[:, 17:80].astype(np.float32)),
+        numerical=torch.from_numpy(numerical.astype(np.float32)),
         labels=torch.from_numpy(np.stack([click, click * conversion], axis=1).astype(np.float32)),
     )
 
 
-def _first_bad_row(path: Path) -> str:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        for line_no, row in enumerate(reader, start=2):
-            if len(row) != len(COLUMNS):
-                return f"{path}:{line_no}: expected {len(COLUMNS)} comma-separated fields, got {len(row)}"
-            for column, value in zip(COLUMNS, row):
-                try:
-                    float(value)
-                except ValueError:
-                    return f"{path}:{line_no}: {column} is not a number: {value[:40]!r}"
+def _first_bad_row(path: Path, text: str) -> str:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader)
+    for line_no, row in enumerate(reader, start=2):
+        if len(row) != len(COLUMNS):
+            return f"{path}:{line_no}: expected {len(COLUMNS)} comma-separated fields, got {len(row)}"
+        for column, value in zip(COLUMNS, row):
+            try:
+                float(value)
+            except ValueError:
+                return f"{path}:{line_no}: {column} is not a number: {value[:40]!r}"
     return f"{path}: cannot be parsed as numbers"
 
 

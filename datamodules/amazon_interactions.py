@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from lightning_fed.errors import DataFormatError, MissingDataError
+from lightning_fed.text_files import decode_utf8
 
 InputFormat = Literal["auto", "ratings", "reviews", "sequences"]
 
@@ -94,11 +96,11 @@ class _RowError(Exception):
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            yield from enumerate(handle, start=1)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
-        kind = "gzipped UTF-8" if opener is gzip.open else "UTF-8"
-        raise DataFormatError(f"{path}: cannot be read as {kind} text: {err}") from None
+        with opener(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                yield line_no, decode_utf8(raw, str(path), line_no)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataFormatError(f"{path}: cannot be read as gzipped text: {err}") from None
 
 
 def _timestamp(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -65,21 +66,45 @@ def cached_negatives(
     content_key: str,
     cache_dir: Path | None,
 ) -> np.ndarray:
-    """:func:`draw_negatives`, read from / written to ``cache_dir`` (no caching when ``cache_dir`` is None)."""
+    """:func:`draw_negatives`, read from / written to ``cache_dir`` (no caching when ``cache_dir`` is None).
+
+    A cache file holds the negatives and the SHA-256 of their bytes. A file that cannot be read, has the wrong
+    shape or fails its checksum (a damaged disk, an interrupted copy) is drawn again and replaced, with a
+    warning: the draw is deterministic, so the candidates stay the same.
+    """
     if cache_dir is None:
         return draw_negatives(targets, num_items, num_negatives, seed, domain, split)
     digest = hashlib.sha256(f"{content_key}|{num_items}|{targets.tobytes().hex()}".encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "candidates" / f"{domain}-{split}-neg{num_negatives}-seed{seed}-{digest}.npy"
+    path = Path(cache_dir) / "candidates" / f"{domain}-{split}-neg{num_negatives}-seed{seed}-{digest}.npz"
     if path.is_file():
-        negatives = np.load(path)
-        if negatives.shape == (len(targets), num_negatives):
+        negatives, problem = _read_cached(path, (len(targets), num_negatives))
+        if negatives is not None:
             return negatives
+        warnings.warn(f"candidate cache {path} is damaged ({problem}); drawing the candidates again", stacklevel=2)
     negatives = draw_negatives(targets, num_items, num_negatives, seed, domain, split)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, negatives)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+        np.savez(tmp, negatives=negatives, sha256=np.frombuffer(_checksum(negatives), dtype=np.uint8))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache only costs a re-draw, which gives the same candidates
     return negatives
+
+
+def _checksum(negatives: np.ndarray) -> bytes:
+    return hashlib.sha256(np.ascontiguousarray(negatives, dtype=np.int64).tobytes()).digest()
+
+
+def _read_cached(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """The cached negatives, or None and what is wrong with the file."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            negatives, checksum = archive["negatives"], archive["sha256"].tobytes()
+    except Exception as err:  # noqa: BLE001 - a damaged zip/npy raises many types
+        return None, f"unreadable: {type(err).__name__}"
+    if negatives.shape != shape or negatives.dtype != np.int64:
+        return None, f"shape {negatives.shape} instead of {shape}"
+    if checksum != _checksum(negatives):
+        return None, "checksum mismatch"
+    return negatives, ""

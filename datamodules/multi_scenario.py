@@ -7,7 +7,7 @@ from abc import abstractmethod
 from lightning import LightningDataModule
 
 from lightning_fed.datamodules.multitask_datamodule import MultiTaskDataModule, MultiTaskTable
-from lightning_fed.errors import ConfigurationError
+from lightning_fed.errors import ConfigurationError, check_integer
 
 
 class MultiScenarioMultiTask(LightningDataModule):
@@ -17,6 +17,8 @@ class MultiScenarioMultiTask(LightningDataModule):
     implement :meth:`load_scenario` and, for data on disk, :meth:`prepare_data`.
     """
 
+    #: Arguments that may differ from the trained federation's when it is tested or validated again.
+    reconfigurable_arguments: tuple[str, ...] = ("root", "eval_batch_size", "num_workers")
     #: The tasks, in label-column order.
     task_names: list[str] = []
 
@@ -41,11 +43,14 @@ class MultiScenarioMultiTask(LightningDataModule):
         """
         super().__init__()
         if not scenarios:
-            raise ConfigurationError("data.scenarios: a dataset needs at least one scenario")
+            raise ConfigurationError("data.init_args.scenarios: a dataset needs at least one scenario")
         if len(set(scenarios)) != len(scenarios):
-            raise ConfigurationError(f"data.scenarios: scenarios must be distinct, got {scenarios}")
+            raise ConfigurationError(f"data.init_args.scenarios: scenarios must be distinct, got {scenarios}")
         if not 0.0 < val_fraction < 1.0:
-            raise ConfigurationError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigurationError(f"data.init_args.val_fraction must be in (0, 1), got {val_fraction}")
+        for option, value, minimum in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                       ("num_workers", num_workers, 0)):  # fmt: skip
+            check_integer(f"data.init_args.{option}", value, minimum)
         self.scenarios = list(scenarios)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size

@@ -13,7 +13,7 @@ from lightning_fed.datamodules.sequence_source import (
     SequenceSource,
     embedded_archive,
 )
-from lightning_fed.errors import ConfigurationError, MissingDataError
+from lightning_fed.errors import ConfigurationError, MissingDataError, check_integer
 
 REQUIRED_FILES = ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt")
 AUTHORS_DRIVE_FOLDER = "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt"
@@ -31,6 +31,8 @@ class CrossDomainScenario(LightningDataModule):
     trains on its own domain only.
     """
 
+    #: Arguments that may differ from the trained federation's when it is tested or validated again.
+    reconfigurable_arguments: tuple[str, ...] = ("root", "eval_batch_size", "num_workers", "cache_dir")
     #: Shipped archive used when ``root`` is None (None: the data must be given).
     embedded: str | None = None
     #: Where to get the data, for the error message when it is missing.
@@ -70,9 +72,19 @@ class CrossDomainScenario(LightningDataModule):
         """
         super().__init__()
         if not domains:
-            raise ConfigurationError("data.domains: a scenario needs at least one domain")
+            raise ConfigurationError("data.init_args.domains: a scenario needs at least one domain")
         if len(set(domains)) != len(domains):
-            raise ConfigurationError(f"data.domains: domains must be distinct, got {domains}")
+            raise ConfigurationError(f"data.init_args.domains: domains must be distinct, got {domains}")
+        for option, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("max_seq_len", max_seq_len, 1),
+            ("num_negatives", num_negatives, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            check_integer(f"data.init_args.{option}", value, minimum)
+        if max_sequences is not None:
+            check_integer("data.init_args.max_sequences", max_sequences, 1)
         self.domains = list(domains)
         self.root = root
         self.datamodule_kwargs = dict(

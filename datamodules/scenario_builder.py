@@ -54,6 +54,9 @@ from lightning_fed.datamodules.scenario_statistics import DomainStatistics, doma
 from lightning_fed.datamodules.sequence_source import DirectorySource
 from lightning_fed.errors import ConfigurationError, DataFormatError
 
+#: The files the builder writes in each domain directory.
+SCENARIO_FILES = ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt")
+
 
 @dataclass(frozen=True)
 class SplitProtocol:
@@ -272,8 +275,10 @@ def build_scenario(
         if not _DOMAIN_NAME.match(name):
             raise ConfigurationError(f"domains: {name!r} is not a usable directory name (letters, digits, _ . -)")
     out = Path(output).expanduser()
-    if out.exists() and not overwrite:
-        raise ConfigurationError(f"output: {out} already exists; pass --overwrite true to replace it")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise ConfigurationError(f"output: {out} already exists; pass --overwrite true to replace it")
+        check_replaceable(out)
 
     built: dict[str, dict[str, str]] = {}
     inputs, counts = {}, {}
@@ -311,6 +316,35 @@ def build_scenario(
         raise
     print(f"Scenario written to {out}\n\n{table}")
     return rows
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace anything but a scenario this builder wrote, holding nothing the builder did not write.
+
+    Raises:
+        ConfigurationError: naming ``out`` and why it is kept; nothing is changed.
+    """
+    keep = "; it was left as it is (choose another --output, or remove it yourself)"
+    if out.is_symlink() or not out.is_dir():
+        kind = "a symbolic link" if out.is_symlink() else "a file"
+        raise ConfigurationError(f"output: {out} is {kind}, not a scenario built by this builder{keep}")
+    try:
+        report = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = None
+    if not isinstance(report, dict) or not {"protocol", "inputs", "statistics"} <= set(report):
+        raise ConfigurationError(
+            f"output: {out} is not a scenario built by this builder (no build.json of the builder in it){keep}"
+        )
+    domains = set(report["inputs"])
+    allowed = {"build.json", "statistics.md", *domains}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
+    for domain in sorted(domains & {p.name for p in out.iterdir()}):
+        foreign += [f"{domain}/{p.name}" for p in sorted((out / domain).iterdir()) if p.name not in SCENARIO_FILES]
+    if foreign:
+        raise ConfigurationError(
+            f"output: {out} holds files the builder did not write ({', '.join(foreign[:3])}){keep}"
+        )
 
 
 def _umask() -> int:

@@ -8,6 +8,8 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
+from lightning_fed.text_files import decode_utf8, read_utf8
+
 
 class SequenceSource(ABC):
     """Read-only access to the files of a scenario laid out as ``<domain>/<file>``."""
@@ -39,7 +41,7 @@ class DirectorySource(SequenceSource):
         return (self.root / relpath).is_file()
 
     def read_text(self, relpath: str) -> str:  # noqa: D102
-        return (self.root / relpath).read_text(encoding="utf-8")
+        return read_utf8(self.root / relpath)
 
     def describe(self, relpath: str) -> str:  # noqa: D102
         return str(self.root / relpath)
@@ -63,7 +65,7 @@ class ArchiveSource(SequenceSource):
         return relpath in self._members
 
     def read_text(self, relpath: str) -> str:  # noqa: D102
-        return self._members[relpath].decode("utf-8")
+        return decode_utf8(self._members[relpath], self.describe(relpath))
 
     def describe(self, relpath: str) -> str:  # noqa: D102
         return f"{self.archive}!/{relpath}"

@@ -76,9 +76,9 @@ class SyntheticMSMT(MultiScenarioMultiTask):
         """
         rows = rows or [20000, 10000, 5000, 2500]
         if not 0.0 <= task_conflict <= 1.0:
-            raise ConfigurationError(f"data.task_conflict must be in [0, 1], got {task_conflict}")
+            raise ConfigurationError(f"data.init_args.task_conflict must be in [0, 1], got {task_conflict}")
         if num_tasks < 1 or latent_dim < num_tasks:
-            raise ConfigurationError("data.num_tasks must be at least 1 and at most latent_dim")
+            raise ConfigurationError("data.init_args.num_tasks must be at least 1 and at most latent_dim")
         super().__init__([f"S{i}" for i in range(len(rows))], **kwargs)
         self.task_names = [f"task{t + 1}" for t in range(num_tasks)]
         self.rows = rows
@@ -86,7 +86,7 @@ class SyntheticMSMT(MultiScenarioMultiTask):
         self.vocab_size = vocab_size
         bias = task_bias or [-0.5] + [-1.5] * (num_tasks - 1)
         if len(bias) != num_tasks:
-            raise ConfigurationError(f"data.task_bias needs {num_tasks} values, got {len(bias)}")
+            raise ConfigurationError(f"data.init_args.task_bias needs {num_tasks} values, got {len(bias)}")
         g = torch.Generator().manual_seed(seed)
         k = latent_dim
 

@@ -20,6 +20,7 @@ into train/valid/test by ``val_fraction`` and ``test_fraction``. There are no nu
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from lightning_fed.datamodules.multi_scenario import MultiScenarioMultiTask
 from lightning_fed.datamodules.multitask_datamodule import MultiTaskTable
 from lightning_fed.errors import ConfigurationError, DataFormatError, MissingDataError
+from lightning_fed.text_files import read_utf8
 
 REQUIRED = ["user_id", "item_id", "click", "like"]
 OPTIONAL_CATEGORICAL = ["gender", "age", "video_category", "category_first", "category_second"]
@@ -44,35 +46,34 @@ def read_tenrec_csv(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         DataFormatError: naming file and line: a missing required column, a row with the wrong number of
             fields, an empty id, or a label other than 0/1; or an empty file.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataFormatError(f"{path}: empty file (expected a header with {', '.join(REQUIRED)})")
-        header = [h.strip() for h in header]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise DataFormatError(f"{path}:1: the header lacks the column(s) {', '.join(missing)}")
-        features = ["user_id", "item_id", *(c for c in OPTIONAL_CATEGORICAL if c in header)]
-        feature_at = [header.index(c) for c in features]
-        label_at = [header.index("click"), header.index("like")]
-        rows, labels = [], []
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataFormatError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
-            values = [row[i].strip() for i in feature_at]
-            if not values[0] or not values[1]:
-                raise DataFormatError(f"{path}:{line_no}: empty user_id or item_id")
-            try:
-                flags = [float(row[i]) for i in label_at]
-            except ValueError:
-                raise DataFormatError(f"{path}:{line_no}: click and like must be 0 or 1") from None
-            if any(f not in (0.0, 1.0) for f in flags):
-                raise DataFormatError(f"{path}:{line_no}: click and like must be 0 or 1, got {flags}")
-            rows.append(values)
-            labels.append(flags)
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise DataFormatError(f"{path}: empty file (expected a header with {', '.join(REQUIRED)})")
+    header = [h.strip() for h in header]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataFormatError(f"{path}:1: the header lacks the column(s) {', '.join(missing)}")
+    features = ["user_id", "item_id", *(c for c in OPTIONAL_CATEGORICAL if c in header)]
+    feature_at = [header.index(c) for c in features]
+    label_at = [header.index("click"), header.index("like")]
+    rows, labels = [], []
+    for line_no, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataFormatError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
+        values = [row[i].strip() for i in feature_at]
+        if not values[0] or not values[1]:
+            raise DataFormatError(f"{path}:{line_no}: empty user_id or item_id")
+        try:
+            flags = [float(row[i]) for i in label_at]
+        except ValueError:
+            raise DataFormatError(f"{path}:{line_no}: click and like must be 0 or 1") from None
+        if any(f not in (0.0, 1.0) for f in flags):
+            raise DataFormatError(f"{path}:{line_no}: click and like must be 0 or 1, got {flags}")
+        rows.append(values)
+        labels.append(flags)
     if not rows:
         raise DataFormatError(f"{path}: no rows after the header")
     return np.array(rows, dtype=object), np.array(labels, dtype=np.float32), features
@@ -89,7 +90,7 @@ class Tenrec(MultiScenarioMultiTask):
         """Tenrec from ``root`` (``<root>/<scenario>.csv``); see the base class for the other arguments."""
         super().__init__(scenarios or ["QK-video", "QK-article", "QB-video", "QB-article"], **kwargs)
         if not 0.0 < test_fraction < 1.0 or test_fraction + self.val_fraction >= 1.0:
-            raise ConfigurationError("data.test_fraction must be in (0, 1) and leave rows for training")
+            raise ConfigurationError("data.init_args.test_fraction must be in (0, 1) and leave rows for training")
         self.root = root
         self.test_fraction = test_fraction
 

@@ -1,22 +1,51 @@
 """LightningCLI for federations.
 
-``fit`` trains all clients and tests the best round; ``validate`` and ``test`` evaluate a saved federation.
+``fit`` trains all clients round by round and tests the best round at the end; ``validate`` and ``test`` evaluate
+a saved federation. The ``trainer`` section configures every client's Lightning Trainer (accelerator,
+precision, loggers, ...); the ``federation`` section configures the rounds
+(:class:`~lightning_fed.federation.Federation`).
 
-The ``trainer`` section configures every client's Lightning Trainer (accelerator, precision, loggers, ...);
-the ``federation`` section configures the rounds (:class:`~lightning_fed.federation.Federation`).
+Every error in the user's input ends the command with exit status 2 and one line that names the config key or
+the file: a bad value, an unknown option, a YAML syntax error (with its file and line), an unusable checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
+import yaml
+from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lightning_fed.errors import UserInputError
+from lightning_fed.checkpoint import load_checkpoint
+from lightning_fed.cli_messages import condense_parser_error, find_user_error, zoo_listing
+from lightning_fed.errors import ConfigurationError, UserInputError
 from lightning_fed.federation import Federation
+from lightning_fed.trainer_factory import MANAGED_ARGS
+from lightning_fed.wandb_mode import configure_wandb_loggers
+
+DESCRIPTIONS = {
+    "fit": "Train the federation round by round (every client in its own Trainer), then restore the best round "
+    "(federation/best.pt) and test every client: results.json holds each round's validation and that test.",
+    "validate": "Validate every client of a saved federation (default: <run dir>/federation/best.pt) and write "
+    "results_validate.json.",
+    "test": "Test every client of a saved federation (default: <run dir>/federation/best.pt) and write "
+    "results_test.json.",
+}
+
+
+class FederatedArgumentParser(LightningArgumentParser):
+    """A LightningArgumentParser whose errors are one line naming the key, not the usage block."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:  # noqa: D102
+        if not self.exit_on_error:
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {condense_parser_error(message)} (options: {prog} --help)\n")
+        raise SystemExit(2)
 
 
 class FederatedCLI(LightningCLI):
@@ -28,11 +57,28 @@ class FederatedCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_class", FederatedArgumentParser)
         # The federation records the config in results.json; one SaveConfigCallback per client Trainer would
         # collide. Optimizers belong to the models (each client keeps its own across rounds).
         kwargs.setdefault("save_config_callback", None)
         kwargs.setdefault("auto_configure_optimizers", False)
+        listing = zoo_listing()
+        parser_kwargs = {
+            "description": "lightning-fed: federated recommendation with PyTorch Lightning. " + DESCRIPTIONS["fit"],
+            "epilog": listing,
+        }
+        for name, description in DESCRIPTIONS.items():
+            parser_kwargs[name] = {"description": description, "epilog": listing}
+        kwargs.setdefault("parser_kwargs", parser_kwargs)
         super().__init__(*args, **kwargs)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        """LightningCLI's parsers, with the federation's descriptions of fit, validate and test in the listing."""
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        for action in self.parser._actions:
+            for choice in getattr(action, "_choices_actions", []):
+                if choice.dest in DESCRIPTIONS:
+                    choice.help = DESCRIPTIONS[choice.dest]
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -45,16 +91,26 @@ class FederatedCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:  # noqa: D102
         parser.add_class_arguments(Federation, "federation")
+        for action in parser._actions:
+            name = action.dest.removeprefix("trainer.")
+            if action.dest.startswith("trainer.") and name in MANAGED_ARGS:
+                action.help = f"MANAGED BY THE FEDERATION (refused if set): use {MANAGED_ARGS[name]}"
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Check every ``--config`` file first, so a YAML error names its file and line."""
+        check_config_files(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a single module's hyperparameters from ckpt_path here; a federation checkpoint is read
+        # in before_instantiate_classes instead (restore_saved_configuration).
+        return None
 
     def before_instantiate_classes(self) -> None:
-        """Run W&B offline when it is configured but no API key is available."""
+        """Restore a saved federation's model and data configuration; route W&B (online when logged in)."""
         config = self.config.get(str(self.subcommand), self.config)
-        loggers = config.get("trainer", {}).get("logger")
-        loggers = loggers if isinstance(loggers, list) else [loggers]
-        uses_wandb = any("WandbLogger" in str(getattr(lg, "class_path", "")) for lg in loggers if lg)
-        if uses_wandb and not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
-            print("W&B: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)", flush=True)
-            os.environ["WANDB_MODE"] = "offline"
+        restore_saved_configuration(str(self.subcommand), config)
+        configure_wandb_loggers(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> Federation:
         """Return the configured :class:`Federation`, holding the Trainer arguments for its clients."""
@@ -69,17 +125,134 @@ class FederatedCLI(LightningCLI):
         return federation
 
 
+def check_config_files(args: list[str]) -> None:
+    """Read every ``--config`` / ``-c`` file: a missing, empty or malformed one is a one-line error with its name."""
+    paths = []
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            paths.append(args[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    for value in paths:
+        if value.lstrip().startswith(("{", "[")) or "\n" in value:
+            continue  # an inline config string, parsed by jsonargparse
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"--config: {value}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigurationError(f"{value}: byte {err.start} is not UTF-8 text") from None
+        try:
+            content = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f"{value}:{mark.line + 1}:{mark.column + 1}" if mark is not None else value
+            raise ConfigurationError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
+        except yaml.YAMLError as err:
+            raise ConfigurationError(f"{value}: YAML syntax error: {err}") from None
+        if content is None:
+            raise ConfigurationError(f"{value}: the config file is empty (expected sections such as trainer, model)")
+        if not isinstance(content, dict):
+            raise ConfigurationError(
+                f"{value}: a config file holds a mapping of sections (trainer, model, data, federation), "
+                f"not a {type(content).__name__}"
+            )
+
+
+def _ckpt_path_of(subcommand: str, config: Namespace) -> Path | None:
+    ckpt_path = config.get("ckpt_path")
+    run_dir = Path(config.get("trainer.default_root_dir") or Path.cwd())
+    if ckpt_path is None:
+        default = run_dir / "federation" / "best.pt"
+        return default if subcommand in ("test", "validate") and default.is_file() else None
+    if str(ckpt_path) in ("best", "last"):
+        return run_dir / "federation" / f"{ckpt_path}.pt"
+    return Path(ckpt_path).expanduser()
+
+
+def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
+    """Take ``model`` and ``data`` from the checkpoint that ``test``, ``validate`` or a resumed ``fit`` loads.
+
+    As with a Lightning checkpoint, the saved configuration wins, so none of the ``fit`` command's overrides has
+    to be repeated. The arguments a class lists in ``reconfigurable_arguments`` (how to evaluate: ``ranking``,
+    RQ4's ``eval_experts``; where the data is: ``root``, ``cache_dir``, ...) keep the user's value where the user
+    set one (a value other than the class default).
+    """
+    path = _ckpt_path_of(subcommand, config)
+    if path is None or not path.is_file():
+        return  # the federation reports a missing file with the right message
+    checkpoint = load_checkpoint(path)
+    for section in ("model", "data"):
+        saved = checkpoint.get(f"{section}_config")
+        given = config.get(section)
+        if not isinstance(saved, dict) or "class_path" not in saved:
+            continue  # an older checkpoint: the configuration as given
+        init_args = dict(saved.get("init_args") or {})
+        if given is not None and given.get("class_path") == saved["class_path"]:
+            cls = _import(saved["class_path"])
+            defaults = _init_defaults(cls)
+            reconfigurable = getattr(cls, "reconfigurable_arguments", ())
+            overridden = []
+            for name, value in (given.get("init_args") or Namespace()).items():
+                if name in reconfigurable and name in defaults and value != defaults[name]:
+                    init_args[name] = value
+                elif name in init_args and value != init_args[name] and value != defaults.get(name, value):
+                    overridden.append(f"{name}={init_args[name]!r} (not {value!r})")
+            if overridden:
+                print(
+                    f"note: {section} as trained, from {path}: {', '.join(overridden)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        elif given is not None:
+            print(
+                f"note: {section} restored from {path}: {saved['class_path']} (the configured "
+                f"{given.get('class_path')} is not what this federation was trained with)",
+                file=sys.stderr,
+                flush=True,
+            )
+        config[section] = Namespace(class_path=saved["class_path"], init_args=Namespace(**init_args))
+
+
+def _import(class_path: str) -> type:
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _init_defaults(cls: type) -> dict[str, Any]:
+    import inspect
+
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, parameter in inspect.signature(init).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[name] = parameter.default
+    return defaults
+
+
 def main(args: list[str] | None = None) -> FederatedCLI:
     """Entry point: ``python main.py fit --config configs/fkcb_cpu.yaml``.
 
-    Errors in the user's data or configuration (:class:`~lightning_fed.errors.UserInputError`) end the
-    process with their message and exit status 2 when run from the command line (``args`` is None); called
-    with ``args`` (tests, notebooks) they propagate.
+    Errors in the user's data or configuration (:class:`~lightning_fed.errors.UserInputError`, also when
+    jsonargparse wraps one raised in a constructor) end the process with one line and exit status 2 when run
+    from the command line (``args`` is None); called with ``args`` (tests, notebooks) they propagate.
     """
-    if args is not None:
-        return FederatedCLI(args=args)
     try:
         return FederatedCLI(args=args)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        if args is not None:
+            raise user_error from None
+        print(f"error: {user_error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+__all__ = ["FederatedCLI", "UserInputError", "main"]

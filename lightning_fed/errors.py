@@ -15,3 +15,9 @@ class MissingDataError(UserInputError, FileNotFoundError):
 
 class ConfigurationError(UserInputError, ValueError):
     """A configuration value is invalid: the message names the option and the accepted values."""
+
+
+def check_integer(option: str, value: object, minimum: int = 1) -> None:
+    """Raise a :class:`ConfigurationError` naming ``option`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{option} must be an integer of at least {minimum}, got {value!r}")

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import copy
-import os
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.loggers import Logger
 
 from lightning_fed.callbacks.federated_round import FederatedRound
+from lightning_fed.checkpoint import load_checkpoint, save_checkpoint
 from lightning_fed.client_logger import ClientLogger
+from lightning_fed.errors import ConfigurationError
 from lightning_fed.federated_module import require_federated
+from lightning_fed.memory import resident_memory_gb
 from lightning_fed.results import average_over_clients, markdown_table, write_json_atomic
 from lightning_fed.server import Server
 from lightning_fed.strategies import ExpertExchange, Strategy
+from lightning_fed.strategies.compatibility import check_compatible
 from lightning_fed.trainer_factory import TrainerFactory, quiet_lightning
 
 
@@ -32,16 +35,45 @@ class Client:
     sync: FederatedRound
 
 
+@dataclass
+class LoopState:
+    """Where the round loop is; saved in every checkpoint and restored on resume.
+
+    Attributes:
+        run_id: identifies one federation run across its checkpoints (a resumed run keeps it).
+        round: the last completed round (0 before round 1).
+        best_round: the round with the best monitored score so far.
+        best_score: that score.
+        bad_rounds: consecutive rounds without improvement since the best one.
+        stopped: early stopping ended the run (a resumed run then trains no further).
+        best_checkpoint: the file that holds the best round's states.
+    """
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    round: int = 0
+    best_round: int | None = None
+    best_score: float | None = None
+    bad_rounds: int = 0
+    stopped: bool = False
+    best_checkpoint: str | None = None
+
+
 class Federation:
     """Runs synchronous rounds over the clients of a scenario, then tests the best round.
 
     Round r: the server samples ``fraction`` of the clients; each trains ``local_epochs`` epochs in a fresh
     Trainer, downloading before and uploading after (:class:`~lightning_fed.callbacks.FederatedRound`); the
     server aggregates; every client validates with the new cache; the score is the unweighted mean over clients
-    of the ``monitor`` metric; training stops after ``patience`` rounds without improvement. Every round saves
+    of the ``monitor`` metric. Early stopping follows Lightning's ``EarlyStopping``: a round that does not improve
+    on the best score counts as bad, and training stops once ``patience`` rounds in a row were bad
+    (``patience: 0`` stops at the first round without improvement; ``null`` never stops early). Every round saves
     ``federation/last.pt`` (and ``federation/best.pt`` when it improves) in the run directory, so a failed run
     resumes with ``--ckpt_path``. After training, the best round's client states and server cache are restored
-    and every client is tested; ``results.json`` and a markdown table are written.
+    and every client is tested; ``results.json`` (every round's validation, the best round's test) and a markdown
+    table are written.
+
+    A run directory holds one federation: ``fit`` refuses a directory that already holds another run's
+    checkpoints or results (resume it with ``--ckpt_path``, or pass ``overwrite``).
 
     LightningCLI builds it in place of a Trainer: ``fit``, ``validate`` and ``test`` take the template model
     (deep-copied for each client) and a scenario datamodule with ``client_datamodules()``.
@@ -57,21 +89,36 @@ class Federation:
         monitor: str = "MRR",
         monitor_mode: Literal["max", "min"] = "max",
         sampling_seed: int = 0,
+        overwrite: bool = False,
     ) -> None:
         """Configure the federation.
 
         Args:
-            rounds: R, the maximum number of rounds.
-            local_epochs: epochs of local training per round.
-            patience: rounds without improvement of the monitored score before stopping (None: never stop).
-            fraction: share of clients that train in each round.
+            rounds: R, the maximum number of rounds (at least 1).
+            local_epochs: epochs of local training per round (at least 1).
+            patience: consecutive rounds without improvement of the monitored score before stopping (0: stop at
+                the first one; None: never stop early).
+            fraction: share of clients that train in each round, in (0, 1].
             strategy: the server's strategy (default: ExpertExchange, FMoE-CDSR's).
             monitor: validation metric averaged over clients for early stopping and the best round.
             monitor_mode: whether higher (``"max"``) or lower is better.
             sampling_seed: seed of the client sampling.
+            overwrite: let ``fit`` start a new run in a run directory that holds an earlier run's files.
         """
-        if rounds < 1 or local_epochs < 1:
-            raise ValueError("rounds and local_epochs must be at least 1")
+        for name, value, minimum in (("rounds", rounds, 1), ("local_epochs", local_epochs, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigurationError(f"federation.{name} must be an integer of at least {minimum}, got {value!r}")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
+            raise ConfigurationError(
+                f"federation.patience must be an integer of at least 0 (0: stop at the first round without "
+                f"improvement) or null (never stop early), got {patience!r}"
+            )
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigurationError(f"federation.fraction must be in (0, 1], got {fraction!r}")
+        if not isinstance(monitor, str) or not monitor.strip():
+            raise ConfigurationError(f"federation.monitor must name a validation metric, got {monitor!r}")
+        if monitor_mode not in ("max", "min"):
+            raise ConfigurationError(f"federation.monitor_mode must be max or min, got {monitor_mode!r}")
         self.rounds = rounds
         self.local_epochs = local_epochs
         self.patience = patience
@@ -80,6 +127,7 @@ class Federation:
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.sampling_seed = sampling_seed
+        self.overwrite = overwrite
         self.trainers = TrainerFactory()
         self.run_config: dict[str, Any] = {}
         self.step = 0
@@ -98,13 +146,37 @@ class Federation:
 
     @property
     def loggers(self) -> list[Logger]:
-        """The federation's loggers (CSV always, plus the configured ones)."""
-        return self.trainers.loggers()
+        """The federation's loggers (CSV always, plus the configured ones; none in a fast dev run)."""
+        return [] if self.trainers.fast_dev_run else self.trainers.loggers()
+
+    def checkpoint_path(self, name: Literal["best", "last"]) -> Path:
+        """``<run dir>/federation/<name>.pt``."""
+        return self.run_dir / "federation" / f"{name}.pt"
+
+    def resolve_ckpt_path(self, ckpt_path: str | Path | None, default: Literal["best", "last"] | None) -> Path | None:
+        """A user-given checkpoint: a path, or Lightning's keywords ``"best"`` / ``"last"`` for this run's files."""
+        if ckpt_path is None:
+            return None if default is None else self.checkpoint_path(default)
+        if str(ckpt_path) in ("best", "last"):
+            return self.checkpoint_path(str(ckpt_path))  # type: ignore[arg-type]
+        if str(ckpt_path) in ("hpc", "registry") or str(ckpt_path).startswith("registry:"):
+            raise ConfigurationError(
+                f"ckpt_path: {ckpt_path!r} is a Lightning keyword a federation does not use; give a file, 'best' or "
+                "'last'"
+            )
+        return Path(ckpt_path).expanduser()
 
     def _clients(self, model: LightningModule, datamodule: Any) -> tuple[list[Client], Server]:
         if not hasattr(datamodule, "client_datamodules"):
-            raise TypeError(f"{type(datamodule).__name__} is not a federated scenario: it needs client_datamodules()")
-        require_federated(model)
+            raise ConfigurationError(
+                f"data: {type(datamodule).__name__} is not a federated scenario (it has no client_datamodules()); "
+                "use one of the zoo's scenarios (python main.py --help lists them)"
+            )
+        try:
+            require_federated(model)
+        except TypeError as err:
+            raise ConfigurationError(f"model: {err}") from None
+        check_compatible(model, self.strategy)
         datamodule.prepare_data()
         client_dms = datamodule.client_datamodules()
         server = Server(self.strategy, list(client_dms), self.fraction, self.sampling_seed)
@@ -112,44 +184,99 @@ class Federation:
         for name, dm in client_dms.items():
             module = copy.deepcopy(model)
             module.build(dm)
+            check_compatible(module, self.strategy)  # a model's declaration may depend on its built networks
             sync = FederatedRound(name, server)
             sync.total_rounds = self.rounds
             clients.append(Client(name, module, dm, sync))
+        self._check_monitor(clients[0].module)
         return clients, server
 
+    def _check_monitor(self, module: LightningModule) -> None:
+        names = getattr(module, "validation_metrics", None)
+        if names is not None and self.monitor not in names:
+            raise ConfigurationError(
+                f"federation.monitor: {type(module).__name__} reports no validation metric {self.monitor!r}; "
+                f"choose one of {', '.join(names)}"
+            )
+
     # Checkpoints --------------------------------------------------------------------------------------------
-    def _checkpoint(self, clients: list[Client], server: Server, state: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint(self, clients: list[Client], server: Server, state: LoopState) -> dict[str, Any]:
         return {
-            **state,
+            **asdict(state),
+            "model_config": self.run_config.get("model"),
+            "data_config": self.run_config.get("data"),
+            "strategy": type(self.strategy).__name__,
             "step": self.step,
             "history": self.history,
             "server": server.state_dict(),
             "clients": {c.name: {"module": c.module.state_dict(), "sync": c.sync.state_dict()} for c in clients},
         }
 
-    def _save(self, checkpoint: dict[str, Any], name: str) -> Path:
-        path = self.run_dir / "federation" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)  # a crash mid-write never damages the previous checkpoint
-        return path
+    def _save(self, checkpoint: dict[str, Any], name: Literal["best", "last"]) -> Path:
+        if self.trainers.fast_dev_run:
+            return self.checkpoint_path(name)  # a fast dev run writes nothing (as in Lightning)
+        return save_checkpoint(checkpoint, self.checkpoint_path(name))
 
-    def _load(self, clients: list[Client], server: Server, path: str | Path) -> dict[str, Any]:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved federation at {path}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    def _restore(self, clients: list[Client], server: Server, path: Path) -> dict[str, Any]:
+        """Load the client modules, their synchronization state and the server from a checkpoint."""
+        checkpoint = load_checkpoint(path)
         saved = set(checkpoint["clients"])
-        if saved != {c.name for c in clients}:
-            raise ValueError(f"{path}: saved clients {sorted(saved)} differ from the scenario's clients")
+        names = {c.name for c in clients}
+        if saved != names:
+            raise ConfigurationError(
+                f"ckpt_path: {path} is a federation of the clients {sorted(saved)}, but data gives {sorted(names)}"
+            )
+        saved_strategy = checkpoint.get("strategy")
+        if saved_strategy is not None and saved_strategy != type(self.strategy).__name__:
+            raise ConfigurationError(
+                f"ckpt_path: {path} was trained with federation.strategy {saved_strategy}, but the configuration "
+                f"gives {type(self.strategy).__name__}"
+            )
         for c in clients:
-            c.module.load_state_dict(checkpoint["clients"][c.name]["module"])
+            module_state = checkpoint["clients"][c.name]["module"]
+            try:
+                c.module.load_state_dict(module_state)
+            except RuntimeError as err:
+                raise ConfigurationError(self._mismatch_message(path, c, module_state, err)) from None
             c.sync.load_state_dict(checkpoint["clients"][c.name]["sync"])
         server.load_state_dict(checkpoint["server"])
-        self.step = checkpoint.get("step", 0)
-        self.history = checkpoint.get("history", [])
         return checkpoint
+
+    @staticmethod
+    def _mismatch_message(path: Path, client: Client, saved: dict[str, Any], err: RuntimeError) -> str:
+        own = client.module.state_dict()
+        shapes = [k for k in saved if k in own and tuple(saved[k].shape) != tuple(own[k].shape)]
+        missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+        if shapes:
+            k = shapes[0]
+            first = f"{k} is {tuple(saved[k].shape)} in the file and {tuple(own[k].shape)} in the model"
+        elif missing:
+            first = f"the file lacks {missing[0]}"
+        elif unexpected:
+            first = f"the model has no {unexpected[0]}"
+        else:
+            first = str(err).strip().splitlines()[0]
+        count = len(shapes) + len(missing) + len(unexpected)
+        return (
+            f"ckpt_path: {path} does not fit the configured model {type(client.module).__name__} at client "
+            f"{client.name}: {first} ({count} tensor(s) differ); test it with the model configuration it was "
+            "trained with"
+        )
+
+    def _check_run_dir_is_free(self) -> None:
+        """A new run never overwrites another run's checkpoints or results, unless ``overwrite`` says so."""
+        if self.overwrite or self.trainers.fast_dev_run:
+            return
+        earlier = [
+            p for p in (self.checkpoint_path("last"), self.checkpoint_path("best"), self.run_dir / "results.json")
+        ]
+        found = [p for p in earlier if p.exists()]
+        if found:
+            raise ConfigurationError(
+                f"trainer.default_root_dir: {self.run_dir} already holds a federation run ({found[0].name}); resume "
+                f"it with --ckpt_path {self.checkpoint_path('last')}, choose another --trainer.default_root_dir, or "
+                "pass --federation.overwrite true to replace it"
+            )
 
     # Rounds -------------------------------------------------------------------------------------------------
     def _train_client(self, client: Client) -> None:
@@ -176,10 +303,9 @@ class Federation:
             return True
         return score > best if self.monitor_mode == "max" else score < best
 
-    def _log(self, table: dict[str, dict[str, float]], stage: str, round_idx: int | None) -> None:
+    def _log(self, table: dict[str, dict[str, float]], stage: str, extra: dict[str, float] | None = None) -> None:
         metrics = {f"{row}/{stage}/{k}": v for row, values in table.items() for k, v in values.items()}
-        if round_idx is not None:
-            metrics["round"] = round_idx
+        metrics.update(extra or {})
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.step)
 
@@ -189,8 +315,12 @@ class Federation:
             experiment = getattr(logger, "experiment", None)
             if type(logger).__name__ == "WandbLogger" and hasattr(experiment, "define_metric"):
                 experiment.define_metric("round")
-                for row in [*(c.name for c in clients), "Avg"]:
+                for row in [*(c.name for c in clients), "Avg", "system"]:
                     experiment.define_metric(f"{row}/val/*", step_metric="round")
+                experiment.define_metric("system/*", step_metric="round")
+
+    def _rounds_to_run(self) -> int:
+        return 1 if self.trainers.fast_dev_run else self.rounds
 
     def fit(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None = None) -> dict[str, Any]:
         """Train the federation, then test the best round.
@@ -198,24 +328,36 @@ class Federation:
         Args:
             model: the template LightningModule (one deep copy per client).
             datamodule: the scenario (``client_datamodules()`` gives one datamodule per client).
-            ckpt_path: a saved ``federation/last.pt`` to resume from.
+            ckpt_path: a saved federation checkpoint to resume from (a path, or ``"last"`` / ``"best"`` in the
+                run directory).
 
         Returns:
             The results (also written to ``results.json`` in the run directory).
         """
+        resume_from = self.resolve_ckpt_path(ckpt_path, default=None)
+        if resume_from is None:
+            self._check_run_dir_is_free()
         clients, server = self._clients(model, datamodule)
-        self._start_loggers(clients)
-        state = {"round": 0, "best_round": None, "best_score": None, "bad_rounds": 0}
-        if ckpt_path is not None:
-            saved = self._load(clients, server, ckpt_path)
-            state = {k: saved[k] for k in state}
+        state = LoopState()
+        if resume_from is not None:
+            saved = self._restore(clients, server, resume_from)
+            state = LoopState(**{k: saved[k] for k in asdict(state) if k in saved})
+            if "best_checkpoint" not in saved:  # written before best_checkpoint existed: best.pt beside it
+                state.best_checkpoint = str(resume_from.with_name("best.pt"))
+            if "stopped" not in saved:
+                state.stopped = self.patience is not None and state.bad_rounds > 0 and state.bad_rounds >= self.patience
+            self.step, self.history = saved.get("step", 0), list(saved.get("history", []))
+            self._check_resumed_run_dir(state)
         else:
             self.step, self.history = 0, []
             server.initialize(clients[0].module.shared_state())
+        self._start_loggers(clients)
         started = time.time()
-        for round_idx in range(state["round"] + 1, self.rounds + 1):
-            if self.patience is not None and state["bad_rounds"] >= self.patience:
-                print(f"early stopping: no improvement for {self.patience} rounds", flush=True)
+        total = self._rounds_to_run()
+        if state.stopped:
+            print(f"early stopping: the run had already stopped after round {state.round}", flush=True)
+        for round_idx in range(state.round + 1, total + 1):
+            if state.stopped:
                 break
             participants = set(server.sample_clients(round_idx))
             for client in clients:
@@ -224,51 +366,109 @@ class Federation:
                     self._train_client(client)
             server.aggregate()
             validation = self._evaluate_all(clients, "validate")
-            score = validation["Avg"][self.monitor]
-            self.history.append({"round": round_idx, "participants": sorted(participants), **validation})
-            self._log(validation, "val", round_idx)
+            score = self._score(validation)
+            rss = resident_memory_gb()
+            self.history.append(
+                {"round": round_idx, "participants": sorted(participants), "resident_memory_gb": rss, **validation}
+            )
+            self._log(validation, "val", {"round": round_idx, "system/rss_gb": rss})
             print(
-                f"[round {round_idx}/{self.rounds}] Avg val {self.monitor} = {score:.4f} "
-                f"({time.time() - started:.0f}s)",
+                f"[round {round_idx}/{total}] Avg val {self.monitor} = {score:.4f} "
+                f"({time.time() - started:.0f}s, resident memory {rss:.2f} GB)",
                 flush=True,
             )
-            state["round"] = round_idx
-            if self._improved(score, state["best_score"]):
-                state.update(best_round=round_idx, best_score=score, bad_rounds=0)
-                self._save(self._checkpoint(clients, server, state), "best.pt")
+            state.round = round_idx
+            if self._improved(score, state.best_score):
+                state.best_round, state.best_score, state.bad_rounds = round_idx, score, 0
+                state.best_checkpoint = str(self.checkpoint_path("best"))
+                self._save(self._checkpoint(clients, server, state), "best")
             else:
-                state["bad_rounds"] += 1
-            self._save(self._checkpoint(clients, server, state), "last.pt")
-        self._load(clients, server, self.run_dir / "federation" / "best.pt")
+                state.bad_rounds += 1
+                if self.patience is not None and state.bad_rounds >= self.patience:
+                    state.stopped = True
+                    print(f"early stopping: no improvement for {state.bad_rounds} round(s)", flush=True)
+            self._save(self._checkpoint(clients, server, state), "last")
+        if not self.trainers.fast_dev_run:  # a fast dev run tests the one round it trained, in memory
+            self._restore_best(clients, server, state)
         test = self._evaluate_all(clients, "test")
-        self._log(test, "test", None)
+        self._log(test, "test")
         results = {
             "config": self.run_config,
+            "run_id": state.run_id,
             "clients": [c.name for c in clients],
             "strategy": type(self.strategy).__name__,
-            "rounds_run": state["round"],
-            "best_round": state["best_round"],
-            "best_val_score": state["best_score"],
+            "rounds_run": state.round,
+            "stopped_early": state.stopped,
+            "best_round": state.best_round,
+            "best_val_score": state.best_score,
             "monitor": self.monitor,
             "validation": self.history,
             "test": test,
             "train_seconds": round(time.time() - started, 1),
         }
-        self._finish(results, test, f"Test metrics (%) of the best round ({state['best_round']})")
+        self._finish(results, test, f"Test metrics (%) of the best round ({state.best_round})")
         return results
 
-    def _restore(self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None) -> list[Client]:
+    def _score(self, validation: dict[str, dict[str, float]]) -> float:
+        if self.monitor not in validation["Avg"]:
+            raise ConfigurationError(
+                f"federation.monitor: the clients report no validation metric {self.monitor!r}; choose one of "
+                f"{', '.join(validation['Avg'])}"
+            )
+        return validation["Avg"][self.monitor]
+
+    def _check_resumed_run_dir(self, state: LoopState) -> None:
+        """A resumed run may write into its own run directory, or into one that holds no other run."""
+        if self.trainers.fast_dev_run:
+            return
+        last = self.checkpoint_path("last")
+        if last.is_file():
+            other = load_checkpoint(last, option=f"trainer.default_root_dir ({last})").get("run_id")
+            if other is not None and other != state.run_id and not self.overwrite:
+                raise ConfigurationError(
+                    f"trainer.default_root_dir: {self.run_dir} holds another federation run than the one in "
+                    "ckpt_path; resume into that run's directory, choose another --trainer.default_root_dir, or pass "
+                    "--federation.overwrite true"
+                )
+
+    def _restore_best(self, clients: list[Client], server: Server, state: LoopState) -> None:
+        """Load the best round's states (not its loop state: the history of every round is kept)."""
+        if state.best_checkpoint is None:
+            raise ConfigurationError("the run has no best round to test (no round was validated)")
+        # The recorded file, or this run directory's best.pt (a run directory may have been moved).
+        for path in dict.fromkeys([Path(state.best_checkpoint), self.checkpoint_path("best")]):
+            if not path.is_file():
+                continue
+            checkpoint = load_checkpoint(path)
+            if checkpoint.get("run_id") in (None, state.run_id) and checkpoint.get("best_round") == state.best_round:
+                self._restore(clients, server, path)
+                return
+        raise ConfigurationError(
+            f"{state.best_checkpoint} no longer holds this run's best round {state.best_round} (it was removed or "
+            "replaced by another run); nothing was tested"
+        )
+
+    def _load_for_evaluation(
+        self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None, stage: str
+    ) -> list[Client]:
+        path = self.resolve_ckpt_path(ckpt_path, default="best")
+        if ckpt_path is None and not path.is_file():
+            raise ConfigurationError(
+                f"{stage}: no saved federation in {self.run_dir} ({path} does not exist); run `fit` first, or pass "
+                "--ckpt_path (a federation/best.pt or last.pt)"
+            )
+        load_checkpoint(path)  # a bad file fails here, before the data is read
         clients, server = self._clients(model, datamodule)
-        path = ckpt_path or self.run_dir / "federation" / "best.pt"
-        self._load(clients, server, path)
+        self._restore(clients, server, path)
         return clients
 
     def _evaluate_saved(
         self, stage: Literal["validate", "test"], model: LightningModule, datamodule: Any, ckpt_path: str | Path | None
     ) -> dict[str, Any]:
-        clients = self._restore(model, datamodule, ckpt_path)
+        clients = self._load_for_evaluation(model, datamodule, ckpt_path, stage)
+        self._start_loggers(clients)
         table = self._evaluate_all(clients, stage)
-        self._log(table, "val" if stage == "validate" else "test", None)
+        self._log(table, "val" if stage == "validate" else "test")
         key, title = ("validation", "Validation") if stage == "validate" else ("test", "Test")
         results = {"config": self.run_config, "clients": [c.name for c in clients], key: table}
         self._finish(results, table, f"{title} metrics (%)", f"results_{stage}.json")
@@ -291,8 +491,12 @@ class Federation:
     def _finish(
         self, results: dict[str, Any], table: dict[str, dict[str, float]], title: str, name: str = "results.json"
     ) -> None:
-        write_json_atomic(self.run_dir / name, results)
+        if self.trainers.fast_dev_run:
+            where = "fast dev run: nothing written"
+        else:
+            write_json_atomic(self.run_dir / name, results)
+            where = f"results: {self.run_dir / name}"
         for logger in self.loggers:
             logger.save()
             logger.finalize("success")
-        print(f"\n{title}\n\n{markdown_table(table)}\n\nresults: {self.run_dir / name}", flush=True)
+        print(f"\n{title}\n\n{markdown_table(table)}\n\n{where}", flush=True)

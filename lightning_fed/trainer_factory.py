@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +15,35 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lightning_fed.callbacks.federated_progress_bar import FederatedProgressBar
+from lightning_fed.errors import ConfigurationError
 
-#: Trainer arguments the federation decides itself.
-MANAGED_ARGS = ("max_epochs", "min_epochs", "max_steps", "logger", "enable_checkpointing", "callbacks")
+#: Trainer arguments the federation decides itself, and the setting a user changes instead. A value other than
+#: the Trainer's default is refused with that advice rather than dropped.
+MANAGED_ARGS = {
+    "max_epochs": "federation.local_epochs (local epochs per round) and federation.rounds",
+    "min_epochs": "federation.local_epochs",
+    "max_steps": "federation.local_epochs (a round trains whole epochs)",
+    "min_steps": "federation.local_epochs (a round trains whole epochs)",
+    "max_time": "federation.rounds",
+    "enable_checkpointing": "the federation's own checkpoints (federation/last.pt and best.pt, always written)",
+    "num_sanity_val_steps": "nothing: every round is validated after its aggregation",
+    "check_val_every_n_epoch": "nothing: every round is validated after its aggregation",
+    "val_check_interval": "nothing: every round is validated after its aggregation",
+    "reload_dataloaders_every_n_epochs": "nothing: every round builds its dataloaders anew",
+}
+
+
+def _trainer_default(name: str) -> Any:
+    return inspect.signature(Trainer.__init__).parameters[name].default
+
+
+def check_trainer_config(config: dict[str, Any]) -> None:
+    """Refuse Trainer arguments the federation manages, naming the setting to use instead."""
+    for name, instead in MANAGED_ARGS.items():
+        if name in config and config[name] != _trainer_default(name):
+            raise ConfigurationError(
+                f"trainer.{name}: {config[name]!r} is managed by the federation and cannot be set; use {instead}"
+            )
 
 
 @contextmanager
@@ -41,16 +68,32 @@ class TrainerFactory:
     rounds (one shared Callback object across Trainers would mix the clients' state). The configured loggers
     belong to the federation; :meth:`loggers` returns them with a CSVLogger always present.
 
+    ``fast_dev_run`` (Lightning's smoke test) is honoured the federation's way: one round in which every Trainer
+    runs ``n`` batches (1 for ``True``) of training, validation and test, and nothing is written (no checkpoint,
+    no results, no logs).
+
     Args:
         config: ``Trainer`` keyword arguments (as parsed by LightningCLI); ``callbacks`` are instances.
+
+    Raises:
+        ConfigurationError: a Trainer argument the federation manages (:data:`MANAGED_ARGS`) is set.
     """
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         config = dict(config or {})
+        check_trainer_config(config)
         callbacks = config.pop("callbacks", None) or []
         self.callbacks: list[Callback] = list(callbacks) if isinstance(callbacks, list) else [callbacks]
         self.logger_config = config.pop("logger", True)
-        for key in MANAGED_ARGS:
+        fast_dev_run = config.pop("fast_dev_run", False)
+        if isinstance(fast_dev_run, bool):
+            fast_dev_run = int(fast_dev_run)
+        if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
+            raise ConfigurationError(
+                f"trainer.fast_dev_run must be a boolean or a number of batches, got {fast_dev_run}"
+            )
+        self.fast_dev_run = fast_dev_run
+        for key in (*MANAGED_ARGS, "logger"):
             config.pop(key, None)
         self.config = config
         self.run_dir = Path(config.get("default_root_dir") or Path.cwd())
@@ -97,10 +140,12 @@ class TrainerFactory:
 
     def fit_trainer(self, client: str, sync: Callback, local_epochs: int, logger: Logger) -> Trainer:
         """A Trainer for one round of local training (no validation inside it)."""
-        return self._build(
-            client, [sync], progress_bar=True, max_epochs=local_epochs, limit_val_batches=0, logger=logger
-        )
+        limits = {"max_epochs": local_epochs}
+        if self.fast_dev_run:
+            limits = {"max_epochs": 1, "limit_train_batches": self.fast_dev_run}
+        return self._build(client, [sync], progress_bar=True, limit_val_batches=0, logger=logger, **limits)
 
     def eval_trainer(self, client: str, sync: Callback) -> Trainer:
         """A Trainer for validation/test (metrics are logged by the federation, per round)."""
-        return self._build(client, [sync], progress_bar=False, logger=False)
+        limits = {"limit_val_batches": self.fast_dev_run, "limit_test_batches": self.fast_dev_run}
+        return self._build(client, [sync], progress_bar=False, logger=False, **(limits if self.fast_dev_run else {}))

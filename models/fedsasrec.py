@@ -47,6 +47,7 @@ class FedSASRec(SequentialRecommendationTask):
             ranking: ``"sampled"`` or ``"full"`` ranking at evaluation.
         """
         super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
+        self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
         self.save_hyperparameters()
         self.expert: Expert | None = None
 
@@ -57,6 +58,11 @@ class FedSASRec(SequentialRecommendationTask):
         self.expert = Expert(
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0
         )
+
+    @property
+    def receives(self) -> frozenset[str]:
+        """One averaged encoder (FedAvg), or nothing (local SASRec)."""
+        return frozenset({"average", "nothing"})
 
     def shared_state(self) -> dict[str, Tensor]:
         """The encoder weights only."""

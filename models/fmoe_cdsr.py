@@ -106,6 +106,8 @@ class FMoECDSR(SequentialRecommendationTask):
     w/o Gate Router is ``gate="uniform"``, w/o Freeze is ``freeze_global_experts=False``.
     """
 
+    reconfigurable_arguments = ("ranking", "eval_experts")
+
     def __init__(
         self,
         hidden_dim: int = 256,
@@ -158,6 +160,9 @@ class FMoECDSR(SequentialRecommendationTask):
             ranking: ``"sampled"`` (papers) or ``"full"`` ranking at evaluation.
         """
         super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
+        self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
+        if loss_chunk_size < 1:
+            raise ConfigurationError(f"model.init_args.loss_chunk_size must be at least 1, got {loss_chunk_size}")
         self.save_hyperparameters()
         self.net: FMoECDSRNet | None = None
         self.expert_domains: list[str] = []
@@ -175,7 +180,7 @@ class FMoECDSR(SequentialRecommendationTask):
         unknown = set(hp.eval_experts or []) - set(domains)
         if unknown or hp.eval_experts == []:
             raise ConfigurationError(
-                f"model.eval_experts: {sorted(unknown) or 'an empty list'} is not a non-empty subset of this "
+                f"model.init_args.eval_experts: {sorted(unknown) or 'an empty list'} is not a non-empty subset of this "
                 f"client's experts {domains}"
             )
         self.pad_id = datamodule.num_items
@@ -197,6 +202,11 @@ class FMoECDSR(SequentialRecommendationTask):
         self.register_buffer("item_graph", datamodule.item_graph, persistent=False)
 
     # Federation ---------------------------------------------------------------------------------------------
+    @property
+    def receives(self) -> frozenset[str]:
+        """The other domains' encoders keyed by domain (ExpertExchange); nothing for the Local Expert variant."""
+        return frozenset({"nothing"} if self.hparams.experts == "local" else {"peer_states"})
+
     def shared_state(self) -> dict[str, Tensor]:
         """The local expert's encoder weights: no embedding, no head, no gate, no data."""
         return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.net.local_expert.encoder.state_dict().items()}

@@ -13,10 +13,11 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
+from lightning_fed.client_loading import LoadableClient
 from lightning_fed.models.proximal import proximal_term
 
 
-class MultiTaskRecommendationTask(LightningModule, ABC):
+class MultiTaskRecommendationTask(LoadableClient, LightningModule, ABC):
     """Predicts T binary targets per row; one client of a multi-scenario multi-task federation.
 
     Subclasses implement :meth:`configure_models` (build ``self.net`` from the scenario's datamodule); the net
@@ -72,7 +73,18 @@ class MultiTaskRecommendationTask(LightningModule, ABC):
             }
         )
 
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The names this model logs under ``val/`` (what a federation may monitor); known once built."""
+        per_task = [f"{m}_{t}" for t in self.task_names for m in ("AUC", "logloss")]
+        return ("AUC", "logloss", *per_task)
+
     # Federation declarations --------------------------------------------------------------------------------
+    @property
+    def receives(self) -> frozenset[str]:
+        """An aggregate (FedAvg, FedProx), an aggregate plus a personalized mix (PF-MSMTrec), or nothing."""
+        return frozenset({"average", "personalized", "nothing"})
+
     def shared_state(self) -> dict[str, Tensor]:
         """Copies of the tensors the net declares as shared, keyed ``"<group>/<name>"``; nothing else leaves."""
         state = self.net.state_dict()

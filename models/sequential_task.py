@@ -10,10 +10,12 @@ import torch
 from lightning import LightningModule
 from torch import Tensor
 
-from lightning_fed.models.ranking_metrics import RankingMetrics, target_ranks
+from lightning_fed.client_loading import LoadableClient
+from lightning_fed.errors import ConfigurationError
+from lightning_fed.models.ranking_metrics import METRIC_NAMES, RankingMetrics, target_ranks
 
 
-class SequentialRecommendationTask(LightningModule, ABC):
+class SequentialRecommendationTask(LoadableClient, LightningModule, ABC):
     """Next-item recommendation over one domain's items, evaluated by ranking (sampled or full).
 
     Subclasses implement the template hooks :meth:`configure_models` (build the networks once the domain's
@@ -23,6 +25,9 @@ class SequentialRecommendationTask(LightningModule, ABC):
     Models are built lazily from the datamodule (number of items, item graph, domain names), so one config
     serves every client; :meth:`build` runs in :meth:`setup`, or explicitly before loading saved weights.
     """
+
+    #: Arguments that may differ from the trained federation's when it is tested or validated again.
+    reconfigurable_arguments: tuple[str, ...] = ("ranking",)
 
     def __init__(
         self,
@@ -39,6 +44,8 @@ class SequentialRecommendationTask(LightningModule, ABC):
                 protocol); ``"full"`` ranks it among all of the domain's items.
         """
         super().__init__()
+        if not lr > 0:
+            raise ConfigurationError(f"model.init_args.lr must be positive, got {lr}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.ranking = ranking
@@ -46,6 +53,19 @@ class SequentialRecommendationTask(LightningModule, ABC):
         self._built = False
         self.configure_losses()
         self.configure_metrics()
+
+    @staticmethod
+    def check_encoder_arguments(hidden_dim: int, num_blocks: int, num_heads: int, dropout: float) -> None:
+        """Refuse encoder sizes that cannot work, naming the setting (before any network is built)."""
+        for name, value in (("hidden_dim", hidden_dim), ("num_blocks", num_blocks), ("num_heads", num_heads)):
+            if value < 1:
+                raise ConfigurationError(f"model.init_args.{name} must be at least 1, got {value}")
+        if hidden_dim % num_heads:
+            raise ConfigurationError(
+                f"model.init_args.num_heads ({num_heads}) must divide model.init_args.hidden_dim ({hidden_dim})"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigurationError(f"model.init_args.dropout must be in [0, 1), got {dropout}")
 
     # Template hooks -----------------------------------------------------------------------------------------
     @abstractmethod
@@ -60,11 +80,21 @@ class SequentialRecommendationTask(LightningModule, ABC):
         self.val_metrics = RankingMetrics()
         self.test_metrics = RankingMetrics()
 
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The names this model logs under ``val/`` (what a federation may monitor)."""
+        return METRIC_NAMES
+
     @abstractmethod
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores (B, C) of candidate items (B, C) after ``inputs`` (B, T); (B, N) for all items if None."""
 
     # Federation declarations --------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def receives(self) -> frozenset[str]:
+        """The payload kinds (:data:`lightning_fed.federated_module.PayloadKind`) :meth:`load_shared_state` takes."""
+
     @abstractmethod
     def shared_state(self) -> dict[str, Tensor]:
         """The tensors this client uploads (copies); nothing else ever leaves it."""

@@ -5,6 +5,29 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = f"--config={ROOT / 'configs' / 'fkcb_cpu.yaml'}"
+#: Overrides that make configs/fkcb_cpu.yaml a few-second federation of two real FKCB slices.
+TINY = [
+    "--data.init_args.domains=[Food, Beauty]",
+    "--data.init_args.max_sequences=64",
+    "--data.init_args.batch_size=32",
+    "--data.init_args.num_negatives=99",
+    "--model.init_args.hidden_dim=16",
+    "--model.init_args.num_heads=2",
+    "--federation.rounds=1",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory):
+    """A one-round federation of two tiny FKCB clients, trained with overrides the later commands do not repeat."""
+    from lightning_fed.cli import main
+
+    run_dir = tmp_path_factory.mktemp("saved_run")
+    main(["fit", CONFIG, *TINY, f"--trainer.default_root_dir={run_dir}"])
+    return run_dir
 
 
 @pytest.fixture(autouse=True)

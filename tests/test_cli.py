@@ -81,3 +81,49 @@ def test_missing_mbg_data_fails_fast_with_the_layout(tmp_path):
     assert proc.returncode == 2
     assert "Expected layout" in proc.stderr and "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_one_client_of_a_saved_federation_loads_in_one_line(saved_run):
+    from lightning import Trainer
+
+    from lightning_fed.models import FedSASRec, FMoECDSR, SequentialRecommendationTask
+
+    food = FMoECDSR.from_federation(saved_run / "federation" / "best.pt", "Food")
+    assert food.domain == "Food" and not food.training and food.hparams.hidden_dim == 16
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, precision="bf16-mixed")
+    (metrics,) = trainer.test(food, datamodule=food.client_datamodule, verbose=False)
+    fit_results = json.loads((saved_run / "results.json").read_text())
+    for name, value in fit_results["test"]["Food"].items():
+        assert math.isclose(metrics[f"test/{name}"], value, rel_tol=1e-6)
+    assert isinstance(SequentialRecommendationTask.from_federation(saved_run / "federation" / "best.pt", "Beauty"),
+                      FMoECDSR)  # fmt: skip
+    with pytest.raises(ValueError, match="holds lightning_fed.models.FMoECDSR clients, not FedSASRec"):
+        FedSASRec.from_federation(saved_run / "federation" / "best.pt", "Food")
+    with pytest.raises(ValueError, match="no client 'Kitchen'; it has \\['Beauty', 'Food'\\]"):
+        FMoECDSR.from_federation(saved_run / "federation" / "best.pt", "Kitchen")
+
+
+@pytest.mark.parametrize(
+    ("model", "fits"),
+    [
+        ("FMoECDSR", {"ExpertExchange"}),
+        ("FMoECDSR(experts='local')", {"LocalOnly"}),
+        ("FedSASRec", {"FedAvg", "LocalOnly"}),
+        ("MMoE", {"FedAvg", "LocalOnly", "PersonalizedAggregation"}),
+        ("PFMSMTrec", {"FedAvg", "LocalOnly", "PersonalizedAggregation"}),
+    ],
+)
+def test_each_model_declares_the_strategies_it_can_receive_from(model, fits):
+    import lightning_fed.models as models
+    import lightning_fed.strategies as strategies
+    from lightning_fed.errors import ConfigurationError
+    from lightning_fed.strategies.compatibility import check_compatible
+
+    name, _, args = model.partition("(")
+    instance = getattr(models, name)(**({"experts": "local"} if args else {}))
+    for strategy in ("ExpertExchange", "FedAvg", "LocalOnly", "PersonalizedAggregation"):
+        if strategy in fits:
+            check_compatible(instance, getattr(strategies, strategy)())
+        else:
+            with pytest.raises(ConfigurationError, match=f"{strategy} sends .* but model {name} receives"):
+                check_compatible(instance, getattr(strategies, strategy)())

@@ -269,6 +269,49 @@ def test_a_failed_rebuild_keeps_the_previous_scenario(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def tree(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {".": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() if p.is_file() else b"<dir>" for p in sorted(path.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda out: (out.mkdir(), (out / "notes.txt").write_text("mine")), "not a scenario built by this builder"),
+        (lambda out: out.write_text("my file"), "is a file, not a scenario"),
+        (lambda out: (out.mkdir(), (out / "build.json").write_text("{}")), "not a scenario built by this builder"),
+    ],
+)
+def test_overwrite_never_touches_what_the_builder_did_not_write(tmp_path, capsys, make, message):
+    games = five_core_slice(tmp_path, "Video_Games", 1500)
+    out = tmp_path / "data"
+    make(out)
+    before = tree(out)
+    with pytest.raises(SystemExit) as info:
+        main([f"--domains={{Games: {games}}}", f"--output={out}", "--overwrite=true", "--min_item_interactions=5"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and str(out) in err and "left as it is" in err
+    assert tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", games.name])  # no hidden leftovers
+
+
+def test_overwrite_replaces_a_scenario_it_built_but_not_one_with_foreign_files(tmp_path):
+    games = five_core_slice(tmp_path, "Video_Games", 1500)
+    out = tmp_path / "out"
+    build_scenario({"Games": str(games)}, str(out), min_user_interactions=5, min_item_interactions=5)
+    rebuilt = build_scenario({"Games": str(games)}, str(out), min_user_interactions=5, min_item_interactions=6,
+                             overwrite=True)  # fmt: skip
+    assert json.loads((out / "build.json").read_text())["protocol"]["min_item_interactions"] == 6
+    (out / "Games" / "my_notes.txt").write_text("keep me")
+    before = tree(out)
+    with pytest.raises(ValueError, match=r"holds files the builder did not write \(Games/my_notes.txt\)"):
+        build_scenario({"Games": str(games)}, str(out), min_user_interactions=5, min_item_interactions=5,
+                       overwrite=True)  # fmt: skip
+    assert tree(out) == before and rebuilt
+
+
 def test_builder_command_line_reports_bad_input_without_traceback(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("u,i,1,later\n")
     with pytest.raises(SystemExit) as info:

@@ -24,3 +24,51 @@ def test_one_offline_wandb_run_per_federation(tmp_path, monkeypatch):
     csv_log = tmp_path / "csv" / "version_0" / "metrics.csv"  # CSV is always there too
     header = csv_log.read_text().splitlines()[0].split(",")
     assert {"Food/train/loss", "Beauty/train/loss", "Avg/val/MRR", "Food/val/MRR", "round"} <= set(header)
+
+
+@pytest.fixture
+def no_wandb_env(monkeypatch, tmp_path):
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    return tmp_path / "netrc"
+
+
+def wandb_config(run_dir, **init_args):
+    from jsonargparse import Namespace
+
+    logger = Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(**init_args))
+    return Namespace(trainer=Namespace(default_root_dir=str(run_dir), logger=[logger]))
+
+
+def test_a_wandb_login_in_the_netrc_stays_online(no_wandb_env, tmp_path, monkeypatch):
+    import os
+
+    from lightning_fed.wandb_mode import configure_wandb_loggers, has_wandb_credentials
+
+    assert not has_wandb_credentials()
+    no_wandb_env.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    assert has_wandb_credentials()
+    config = wandb_config(tmp_path / "run", project="p")
+    configure_wandb_loggers(config)
+    assert "WANDB_MODE" not in os.environ
+    assert config.trainer.logger[0].init_args.save_dir == str(tmp_path / "run")  # wandb/ goes in the run dir
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert not has_wandb_credentials()  # a login for another host does not count
+
+
+def test_no_credentials_at_all_goes_offline_and_an_explicit_mode_is_kept(no_wandb_env, tmp_path, monkeypatch):
+    import os
+
+    from lightning_fed.wandb_mode import configure_wandb_loggers
+
+    configure_wandb_loggers(wandb_config(tmp_path, project="p", save_dir="elsewhere"))
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    configure_wandb_loggers(wandb_config(tmp_path, project="p"))
+    assert os.environ["WANDB_MODE"] == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    config = wandb_config(tmp_path, project="p", save_dir="elsewhere")
+    configure_wandb_loggers(config)
+    assert "WANDB_MODE" not in os.environ and config.trainer.logger[0].init_args.save_dir == "elsewhere"

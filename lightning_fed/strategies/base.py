@@ -5,8 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
+
+from lightning_fed.federated_module import PayloadKind
 
 State = dict[str, Tensor]
 
@@ -20,7 +23,14 @@ class Upload:
 
 
 class Strategy(ABC):
-    """Turns a round's uploads into the server's parameter store and serves each client's download."""
+    """Turns a round's uploads into the server's parameter store and serves each client's download.
+
+    Attributes:
+        sends: the kind of download :meth:`payload` gives (see :data:`~lightning_fed.federated_module.PayloadKind`);
+            a federation only pairs it with models that declare they receive it.
+    """
+
+    sends: ClassVar[PayloadKind]
 
     def initialize(self, store: dict[str, State], initial: State) -> None:
         """Seed the store before round 1 with one client's initial shared state (default: nothing)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from lightning_fed.errors import ConfigurationError
 from lightning_fed.strategies.base import State, Strategy, Upload
 
 
@@ -17,9 +18,13 @@ class ExpertExchange(Strategy):
             further synchronization.
     """
 
+    sends = "peer_states"
+
     def __init__(self, max_syncs: int | None = None) -> None:
         if max_syncs is not None and max_syncs < 1:
-            raise ValueError(f"max_syncs must be at least 1 (or None), got {max_syncs}")
+            raise ConfigurationError(
+                f"federation.strategy.init_args.max_syncs must be at least 1 (or null), got {max_syncs}"
+            )
         self.max_syncs = max_syncs
         self.syncs = 0
 

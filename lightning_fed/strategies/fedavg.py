@@ -18,6 +18,8 @@ class FedAvg(Strategy):
     Integer tensors (counters) are taken from the client with the most examples.
     """
 
+    sends = "average"
+
     def initialize(self, store: dict[str, State], initial: State) -> None:  # noqa: D102
         store[GLOBAL] = {k: v.clone() for k, v in initial.items()}
 

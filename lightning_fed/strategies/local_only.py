@@ -10,6 +10,8 @@ from lightning_fed.strategies.base import State, Strategy, Upload
 class LocalOnly(Strategy):
     """No exchange at all: each client trains on its own data only."""
 
+    sends = "nothing"
+
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:  # noqa: D102
         return None
 

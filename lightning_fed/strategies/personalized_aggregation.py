@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from lightning_fed.errors import ConfigurationError
 from lightning_fed.strategies.base import State, Strategy, Upload
 from lightning_fed.strategies.conflict_averse import conflict_averse_direction
 
@@ -67,6 +68,8 @@ class PersonalizedAggregation(Strategy):
         sigma: temperature of the personalized weights (None: the median heuristic).
     """
 
+    sends = "personalized"
+
     def __init__(
         self,
         conflict_c: float = 0.4,
@@ -75,7 +78,7 @@ class PersonalizedAggregation(Strategy):
         sigma: float | None = None,
     ) -> None:
         if not 0.0 <= conflict_c < 1.0:
-            raise ValueError(f"conflict_c must be in [0, 1), got {conflict_c}")
+            raise ConfigurationError(f"federation.strategy.init_args.conflict_c must be in [0, 1), got {conflict_c}")
         self.conflict_c = conflict_c
         self.personalized_experts = personalized_experts
         self.personalized_towers = personalized_towers

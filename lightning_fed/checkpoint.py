@@ -1,0 +1,67 @@
+"""The federation checkpoint file: written atomically, read back with ``weights_only=True`` and clear errors.
+
+A checkpoint (``<run dir>/federation/last.pt`` every round, ``best.pt`` at each improvement) is a dict with
+``format``, ``run_id``, the loop state, ``history``, ``server`` (parameter store and strategy state), ``clients``
+(each client's module and synchronization state) and ``model_config`` / ``data_config`` (the ``class_path`` and
+``init_args`` the federation was built from), so ``test``, ``validate`` and a resumed ``fit`` rebuild the same
+networks without repeating the ``fit`` command's overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_fed.errors import ConfigurationError
+
+#: Written into every checkpoint; a file without it is not a federation checkpoint of this project.
+FORMAT = "lightning_fed.federation/1"
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> Path:
+    """Write ``checkpoint`` to ``path`` through a temporary file: a crash never damages the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, **checkpoint}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
+    """Read a federation checkpoint; any problem is a one-line :class:`ConfigurationError` naming the file.
+
+    The file is loaded with ``weights_only=True``: a checkpoint is data, never code.
+
+    Args:
+        path: the file.
+        option: the setting the path came from, named in the messages.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ConfigurationError(f"{option}: {path} {what}; give a saved federation (federation/best.pt or last.pt)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling garbage raises anything (IndexError, KeyError, ...)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigurationError(
+            f"{option}: {path} cannot be read as a checkpoint (truncated, damaged or not a torch file: {reason[:160]})"
+        ) from None
+    # Checkpoints written before ``format`` existed hold the same "clients" and "server" entries.
+    if not isinstance(checkpoint, dict) or not {"clients", "server"} <= set(checkpoint):
+        if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint:
+            kind = "a Lightning checkpoint of a single LightningModule, not a federation"
+        else:
+            kind = "not a federation checkpoint"
+        raise ConfigurationError(
+            f"{option}: {path} is {kind}; give a saved federation written by `fit` "
+            "(<run dir>/federation/best.pt or last.pt)"
+        )
+    return checkpoint
