@@ -94,7 +94,8 @@ def test_candidates_are_cached_and_identical(tmp_path):
     first = cached_negatives(targets, 100, 20, 0, "Food", "test", "key", tmp_path)
     files = list((tmp_path / "candidates").iterdir())
     assert len(files) == 1
-    np.testing.assert_array_equal(np.load(files[0]), first)
+    with np.load(files[0]) as cached:  # the negatives and their checksum
+        np.testing.assert_array_equal(cached["negatives"], first)
     np.testing.assert_array_equal(cached_negatives(targets, 100, 20, 0, "Food", "test", "key", tmp_path), first)
 
 
