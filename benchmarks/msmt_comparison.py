@@ -4,7 +4,9 @@
     python benchmarks/msmt_comparison.py --config configs/aliexpress.yaml  # the real data, when you have it
 
 Each run is ``python main.py fit --config <config> --config configs/variants/msmt/<variant>.yaml`` in its own
-run directory (``runs/msmt_comparison/<variant>``); the table is printed at the end and written as JSON.
+run directory (``runs/msmt_comparison/<variant>``); the table is printed at the end and written as JSON. A
+variant whose run directory already holds a ``results.json`` is not run again (an interrupted comparison
+resumes); ``--rerun`` trains every variant afresh.
 """
 
 from __future__ import annotations
@@ -35,26 +37,33 @@ RUNS = [
 ]
 
 
-def run(config: str, variant: str | None, out: Path) -> dict:
-    """Fit one variant and return its results."""
+def run(config: str, variant: str | None, out: Path, rerun: bool) -> dict:
+    """Fit one variant (unless its results exist and ``rerun`` is off) and return its results."""
+    run_dir = out / (variant or "pf_msmtrec")
+    if (run_dir / "results.json").is_file() and not rerun:
+        print(f"{run_dir}: results exist, not run again (--rerun to train afresh)", flush=True)
+        return json.loads((run_dir / "results.json").read_text())
     args = ["fit", f"--config={config}"]
     if variant is not None:
         args.append(f"--config={ROOT / 'configs' / 'variants' / 'msmt' / f'{variant}.yaml'}")
-    args.append(f"--trainer.default_root_dir={out / (variant or 'pf_msmtrec')}")
+    args.append(f"--trainer.default_root_dir={run_dir}")
+    if rerun:
+        args.append("--federation.overwrite=true")
     main(args)
-    return json.loads((out / (variant or "pf_msmtrec") / "results.json").read_text())
+    return json.loads((run_dir / "results.json").read_text())
 
 
 def main_cli() -> None:  # noqa: D103
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "msmt_synthetic.yaml"))
     parser.add_argument("--out", default="runs/msmt_comparison")
+    parser.add_argument("--rerun", action="store_true", help="train every variant again, replacing its run")
     args = parser.parse_args()
     out = Path(args.out)
     rows = []
     for label, variant in RUNS:
         started = time.time()
-        results = run(args.config, variant, out)
+        results = run(args.config, variant, out, args.rerun)
         avg = results["test"]["Avg"]
         tasks = sorted(k.removeprefix("AUC_") for k in avg if k.startswith("AUC_"))
         rows.append({"method": label, **{t: avg[f"AUC_{t}"] for t in tasks}, "best_round": results["best_round"],
