@@ -129,7 +129,8 @@ class TrainerFactory:
             **self.config,
             "default_root_dir": str(self.run_dir / "clients" / client),
             "enable_checkpointing": False,
-            "enable_model_summary": False,
+            # One summary per client and round would flood the log: shown only when asked for explicitly.
+            "enable_model_summary": self.config.get("enable_model_summary") is True,
             "num_sanity_val_steps": 0,
             "enable_progress_bar": show_bar,
             **overrides,

@@ -94,3 +94,16 @@ def test_a_stopped_run_resumes_from_last_checkpoint(tmp_path):
     (adam_state,) = checkpoint["clients"]["Food"]["sync"]["optimizer_states"]
     assert {float(s["step"]) for s in adam_state["state"].values()} == {4.0}  # 2 batches x 2 rounds
     assert checkpoint["round"] == 2
+
+
+def test_model_summary_only_when_asked_for(tmp_path):
+    from lightning.pytorch.callbacks import ModelSummary
+
+    def has_summary(config):
+        trainer = TrainerFactory({"default_root_dir": str(tmp_path), "logger": False, **config}).eval_trainer(
+            "a", Callback()
+        )
+        return any(isinstance(cb, ModelSummary) for cb in trainer.callbacks)
+
+    assert not has_summary({}) and not has_summary({"enable_model_summary": None})
+    assert has_summary({"enable_model_summary": True})
