@@ -50,12 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_fed.datamodules.amazon_interactions import InputFormat, Interaction, read_interactions
+from lightning_fed.datamodules.scenario import REQUIRED_FILES
 from lightning_fed.datamodules.scenario_statistics import DomainStatistics, domain_statistics, statistics_table
 from lightning_fed.datamodules.sequence_source import DirectorySource
 from lightning_fed.errors import ConfigurationError, DataFormatError
-
-#: The files the builder writes in each domain directory.
-SCENARIO_FILES = ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt")
 
 
 @dataclass(frozen=True)
@@ -340,7 +338,7 @@ def check_replaceable(out: Path) -> None:
     allowed = {"build.json", "statistics.md", *domains}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
     for domain in sorted(domains & {p.name for p in out.iterdir()}):
-        foreign += [f"{domain}/{p.name}" for p in sorted((out / domain).iterdir()) if p.name not in SCENARIO_FILES]
+        foreign += [f"{domain}/{p.name}" for p in sorted((out / domain).iterdir()) if p.name not in REQUIRED_FILES]
     if foreign:
         raise ConfigurationError(
             f"output: {out} holds files the builder did not write ({', '.join(foreign[:3])}){keep}"

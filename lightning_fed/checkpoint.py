@@ -9,9 +9,10 @@ networks without repeating the ``fit`` command's overrides.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -19,6 +20,33 @@ from lightning_fed.errors import ConfigurationError
 
 #: Written into every checkpoint; a file without it is not a federation checkpoint of this project.
 FORMAT = "lightning_fed.federation/1"
+
+
+def import_class(class_path: str) -> type:
+    """The class a saved configuration names by its ``class_path``."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def resolve_ckpt_path(
+    ckpt_path: str | Path | None, run_dir: Path, default: Literal["best", "last"] | None = None
+) -> Path | None:
+    """A user-given checkpoint: a path, or Lightning's keywords ``"best"`` / ``"last"`` for ``run_dir``'s files.
+
+    Args:
+        ckpt_path: what the user gave (None: ``default``).
+        run_dir: the run directory (``trainer.default_root_dir``).
+        default: the run directory's file to use when nothing is given (None: no checkpoint).
+    """
+    if ckpt_path is None:
+        return None if default is None else run_dir / "federation" / f"{default}.pt"
+    if str(ckpt_path) in ("best", "last"):
+        return run_dir / "federation" / f"{ckpt_path}.pt"
+    if str(ckpt_path) in ("hpc", "registry") or str(ckpt_path).startswith("registry:"):
+        raise ConfigurationError(
+            f"ckpt_path: {ckpt_path!r} is a Lightning keyword a federation does not use; give a file, 'best' or 'last'"
+        )
+    return Path(ckpt_path).expanduser()
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> Path:

@@ -20,7 +20,7 @@ from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lightning_fed.checkpoint import load_checkpoint
+from lightning_fed.checkpoint import import_class, load_checkpoint, resolve_ckpt_path
 from lightning_fed.cli_messages import condense_parser_error, find_user_error, zoo_listing
 from lightning_fed.errors import ConfigurationError, UserInputError
 from lightning_fed.federation import Federation
@@ -160,17 +160,6 @@ def check_config_files(args: list[str]) -> None:
             )
 
 
-def _ckpt_path_of(subcommand: str, config: Namespace) -> Path | None:
-    ckpt_path = config.get("ckpt_path")
-    run_dir = Path(config.get("trainer.default_root_dir") or Path.cwd())
-    if ckpt_path is None:
-        default = run_dir / "federation" / "best.pt"
-        return default if subcommand in ("test", "validate") and default.is_file() else None
-    if str(ckpt_path) in ("best", "last"):
-        return run_dir / "federation" / f"{ckpt_path}.pt"
-    return Path(ckpt_path).expanduser()
-
-
 def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
     """Take ``model`` and ``data`` from the checkpoint that ``test``, ``validate`` or a resumed ``fit`` loads.
 
@@ -179,7 +168,9 @@ def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
     RQ4's ``eval_experts``; where the data is: ``root``, ``cache_dir``, ...) keep the user's value where the user
     set one (a value other than the class default).
     """
-    path = _ckpt_path_of(subcommand, config)
+    run_dir = Path(config.get("trainer.default_root_dir") or Path.cwd())
+    default = "best" if subcommand in ("test", "validate") else None
+    path = resolve_ckpt_path(config.get("ckpt_path"), run_dir, default)
     if path is None or not path.is_file():
         return  # the federation reports a missing file with the right message
     checkpoint = load_checkpoint(path)
@@ -190,7 +181,7 @@ def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
             continue  # an older checkpoint: the configuration as given
         init_args = dict(saved.get("init_args") or {})
         if given is not None and given.get("class_path") == saved["class_path"]:
-            cls = _import(saved["class_path"])
+            cls = import_class(saved["class_path"])
             defaults = _init_defaults(cls)
             reconfigurable = getattr(cls, "reconfigurable_arguments", ())
             overridden = []
@@ -213,13 +204,6 @@ def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
                 flush=True,
             )
         config[section] = Namespace(class_path=saved["class_path"], init_args=Namespace(**init_args))
-
-
-def _import(class_path: str) -> type:
-    import importlib
-
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _init_defaults(cls: type) -> dict[str, Any]:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from lightning import LightningDataModule, LightningModule
 
-from lightning_fed.checkpoint import load_checkpoint
+from lightning_fed.checkpoint import import_class, load_checkpoint
 from lightning_fed.errors import ConfigurationError
-
-
-def _class(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def load_client(
@@ -50,12 +44,12 @@ def load_client(
             f"{path} records no model/data configuration (written by an older version); build the model yourself, "
             f"call build(datamodule) and load_state_dict(torch.load(...)['clients'][{client!r}]['module'])"
         )
-    model_class = _class(model_config["class_path"])
+    model_class = import_class(model_config["class_path"])
     if expected is not None and not issubclass(model_class, expected):
         raise ConfigurationError(f"{path} holds {model_config['class_path']} clients, not {expected.__name__}")
     module: Any = model_class(**(model_config.get("init_args") or {}))
     if datamodule is None:
-        scenario = _class(data_config["class_path"])(**(data_config.get("init_args") or {}))
+        scenario = import_class(data_config["class_path"])(**(data_config.get("init_args") or {}))
         scenario.prepare_data()
         datamodule = scenario.client_datamodules()[client]
     module.build(datamodule)

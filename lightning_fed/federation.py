@@ -13,9 +13,9 @@ from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.loggers import Logger
 
 from lightning_fed.callbacks.federated_round import FederatedRound
-from lightning_fed.checkpoint import load_checkpoint, save_checkpoint
+from lightning_fed.checkpoint import load_checkpoint, resolve_ckpt_path, save_checkpoint
 from lightning_fed.client_logger import ClientLogger
-from lightning_fed.errors import ConfigurationError
+from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.federated_module import require_federated
 from lightning_fed.memory import resident_memory_gb
 from lightning_fed.results import average_over_clients, markdown_table, write_json_atomic
@@ -105,9 +105,8 @@ class Federation:
             sampling_seed: seed of the client sampling.
             overwrite: let ``fit`` start a new run in a run directory that holds an earlier run's files.
         """
-        for name, value, minimum in (("rounds", rounds, 1), ("local_epochs", local_epochs, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigurationError(f"federation.{name} must be an integer of at least {minimum}, got {value!r}")
+        check_integer("federation.rounds", rounds)
+        check_integer("federation.local_epochs", local_epochs)
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
             raise ConfigurationError(
                 f"federation.patience must be an integer of at least 0 (0: stop at the first round without "
@@ -153,19 +152,6 @@ class Federation:
         """``<run dir>/federation/<name>.pt``."""
         return self.run_dir / "federation" / f"{name}.pt"
 
-    def resolve_ckpt_path(self, ckpt_path: str | Path | None, default: Literal["best", "last"] | None) -> Path | None:
-        """A user-given checkpoint: a path, or Lightning's keywords ``"best"`` / ``"last"`` for this run's files."""
-        if ckpt_path is None:
-            return None if default is None else self.checkpoint_path(default)
-        if str(ckpt_path) in ("best", "last"):
-            return self.checkpoint_path(str(ckpt_path))  # type: ignore[arg-type]
-        if str(ckpt_path) in ("hpc", "registry") or str(ckpt_path).startswith("registry:"):
-            raise ConfigurationError(
-                f"ckpt_path: {ckpt_path!r} is a Lightning keyword a federation does not use; give a file, 'best' or "
-                "'last'"
-            )
-        return Path(ckpt_path).expanduser()
-
     def _clients(self, model: LightningModule, datamodule: Any) -> tuple[list[Client], Server]:
         if not hasattr(datamodule, "client_datamodules"):
             raise ConfigurationError(
@@ -184,7 +170,6 @@ class Federation:
         for name, dm in client_dms.items():
             module = copy.deepcopy(model)
             module.build(dm)
-            check_compatible(module, self.strategy)  # a model's declaration may depend on its built networks
             sync = FederatedRound(name, server)
             sync.total_rounds = self.rounds
             clients.append(Client(name, module, dm, sync))
@@ -217,9 +202,19 @@ class Federation:
             return self.checkpoint_path(name)  # a fast dev run writes nothing (as in Lightning)
         return save_checkpoint(checkpoint, self.checkpoint_path(name))
 
-    def _restore(self, clients: list[Client], server: Server, path: Path) -> dict[str, Any]:
-        """Load the client modules, their synchronization state and the server from a checkpoint."""
-        checkpoint = load_checkpoint(path)
+    def _restore(
+        self, clients: list[Client], server: Server, path: Path, checkpoint: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Load the client modules, their synchronization state and the server from a checkpoint.
+
+        Args:
+            clients: the clients to load.
+            server: the server to load.
+            path: the checkpoint file (read unless ``checkpoint`` is its content, already read).
+            checkpoint: the file's content, when the caller has read it already.
+        """
+        if checkpoint is None:
+            checkpoint = load_checkpoint(path)
         saved = set(checkpoint["clients"])
         names = {c.name for c in clients}
         if saved != names:
@@ -267,9 +262,7 @@ class Federation:
         """A new run never overwrites another run's checkpoints or results, unless ``overwrite`` says so."""
         if self.overwrite or self.trainers.fast_dev_run:
             return
-        earlier = [
-            p for p in (self.checkpoint_path("last"), self.checkpoint_path("best"), self.run_dir / "results.json")
-        ]
+        earlier = (self.checkpoint_path("last"), self.checkpoint_path("best"), self.run_dir / "results.json")
         found = [p for p in earlier if p.exists()]
         if found:
             raise ConfigurationError(
@@ -334,7 +327,7 @@ class Federation:
         Returns:
             The results (also written to ``results.json`` in the run directory).
         """
-        resume_from = self.resolve_ckpt_path(ckpt_path, default=None)
+        resume_from = resolve_ckpt_path(ckpt_path, self.run_dir)
         if resume_from is None:
             self._check_run_dir_is_free()
         clients, server = self._clients(model, datamodule)
@@ -347,7 +340,7 @@ class Federation:
             if "stopped" not in saved:
                 state.stopped = self.patience is not None and state.bad_rounds > 0 and state.bad_rounds >= self.patience
             self.step, self.history = saved.get("step", 0), list(saved.get("history", []))
-            self._check_resumed_run_dir(state)
+            self._check_resumed_run_dir(state, resume_from)
         else:
             self.step, self.history = 0, []
             server.initialize(clients[0].module.shared_state())
@@ -417,12 +410,12 @@ class Federation:
             )
         return validation["Avg"][self.monitor]
 
-    def _check_resumed_run_dir(self, state: LoopState) -> None:
+    def _check_resumed_run_dir(self, state: LoopState, resume_from: Path) -> None:
         """A resumed run may write into its own run directory, or into one that holds no other run."""
         if self.trainers.fast_dev_run:
             return
         last = self.checkpoint_path("last")
-        if last.is_file():
+        if last.is_file() and last.resolve() != resume_from.resolve():  # resuming from it: the same run
             other = load_checkpoint(last, option=f"trainer.default_root_dir ({last})").get("run_id")
             if other is not None and other != state.run_id and not self.overwrite:
                 raise ConfigurationError(
@@ -441,7 +434,7 @@ class Federation:
                 continue
             checkpoint = load_checkpoint(path)
             if checkpoint.get("run_id") in (None, state.run_id) and checkpoint.get("best_round") == state.best_round:
-                self._restore(clients, server, path)
+                self._restore(clients, server, path, checkpoint)
                 return
         raise ConfigurationError(
             f"{state.best_checkpoint} no longer holds this run's best round {state.best_round} (it was removed or "
@@ -451,15 +444,15 @@ class Federation:
     def _load_for_evaluation(
         self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None, stage: str
     ) -> list[Client]:
-        path = self.resolve_ckpt_path(ckpt_path, default="best")
+        path = resolve_ckpt_path(ckpt_path, self.run_dir, default="best")
         if ckpt_path is None and not path.is_file():
             raise ConfigurationError(
                 f"{stage}: no saved federation in {self.run_dir} ({path} does not exist); run `fit` first, or pass "
                 "--ckpt_path (a federation/best.pt or last.pt)"
             )
-        load_checkpoint(path)  # a bad file fails here, before the data is read
+        checkpoint = load_checkpoint(path)  # a bad file fails here, before the data is read
         clients, server = self._clients(model, datamodule)
-        self._restore(clients, server, path)
+        self._restore(clients, server, path, checkpoint)
         return clients
 
     def _evaluate_saved(

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.datamodules.sequence_datamodule import IGNORE_TARGET
-from lightning_fed.errors import ConfigurationError
+from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.expert import Expert
 from lightning_fed.models.gate_router import GateRouter
@@ -161,8 +161,7 @@ class FMoECDSR(SequentialRecommendationTask):
         """
         super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
         self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
-        if loss_chunk_size < 1:
-            raise ConfigurationError(f"model.init_args.loss_chunk_size must be at least 1, got {loss_chunk_size}")
+        check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         self.save_hyperparameters()
         self.net: FMoECDSRNet | None = None
         self.expert_domains: list[str] = []

@@ -11,7 +11,7 @@ from lightning import LightningModule
 from torch import Tensor
 
 from lightning_fed.client_loading import LoadableClient
-from lightning_fed.errors import ConfigurationError
+from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.ranking_metrics import METRIC_NAMES, RankingMetrics, target_ranks
 
 
@@ -58,8 +58,7 @@ class SequentialRecommendationTask(LoadableClient, LightningModule, ABC):
     def check_encoder_arguments(hidden_dim: int, num_blocks: int, num_heads: int, dropout: float) -> None:
         """Refuse encoder sizes that cannot work, naming the setting (before any network is built)."""
         for name, value in (("hidden_dim", hidden_dim), ("num_blocks", num_blocks), ("num_heads", num_heads)):
-            if value < 1:
-                raise ConfigurationError(f"model.init_args.{name} must be at least 1, got {value}")
+            check_integer(f"model.init_args.{name}", value)
         if hidden_dim % num_heads:
             raise ConfigurationError(
                 f"model.init_args.num_heads ({num_heads}) must divide model.init_args.hidden_dim ({hidden_dim})"
