@@ -6,7 +6,8 @@ from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
 
-from lightning_fed.federated_module import require_federated
+from lightning_fed.protocols import require_federated
+from lightning_fed.rounds import RoundClock, RoundView
 
 
 class FederatedRound(Callback):
@@ -19,13 +20,13 @@ class FederatedRound(Callback):
         client: the client's name.
         server: anything with ``download(client)`` and ``upload(client, state, num_examples)`` (the in-process
             :class:`~lightning_fed.server.Server`, or a proxy to a remote one).
+        rounds: the federation's round, read-only (default: a clock of its own that stays at round 0).
     """
 
-    def __init__(self, client: str, server: Any) -> None:
+    def __init__(self, client: str, server: Any, rounds: RoundView | None = None) -> None:
         self.client = client
         self.server = server
-        self.round = 0
-        self.total_rounds = 0
+        self.rounds = rounds if rounds is not None else RoundClock(0).view
         self.optimizer_states: list[dict[str, Any]] | None = None
 
     def download(self, pl_module: LightningModule) -> None:
@@ -54,8 +55,8 @@ class FederatedRound(Callback):
         self.download(pl_module)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
-        return {"round": self.round, "optimizer_states": self.optimizer_states}
+        # "round" is informative (the loop state in the checkpoint is what a resumed run follows).
+        return {"round": self.rounds.round, "optimizer_states": self.optimizer_states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
-        self.round = state_dict["round"]
         self.optimizer_states = state_dict["optimizer_states"]

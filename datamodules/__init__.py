@@ -1,24 +1,40 @@
-"""LightningDataModules of the zoo (installed as ``lightning_fed.datamodules``)."""
+"""The zoo's data (installed as ``lightning_fed.datamodules``), by family: ``sequential`` and ``multitask``.
 
-from lightning_fed.datamodules.aliexpress import AliExpress
-from lightning_fed.datamodules.multi_scenario import MultiScenarioMultiTask
-from lightning_fed.datamodules.multitask_datamodule import MultiTaskDataModule
-from lightning_fed.datamodules.scenario import FKCB, MBG, SGH, CrossDomainScenario, SGH5Core
-from lightning_fed.datamodules.sequence_datamodule import IGNORE_TARGET, SequenceDataModule
-from lightning_fed.datamodules.synthetic_msmt import SyntheticMSMT
-from lightning_fed.datamodules.tenrec import Tenrec
+Every public class is re-exported here, so a config names it ``lightning_fed.datamodules.<Class>``. The offline
+scenario builder is ``python -m lightning_fed.datamodules.builder``.
+"""
+
+from lightning_fed.datamodules.base import ClientDataModule, ScenarioDataModule
+from lightning_fed.datamodules.multitask import (
+    AliExpress,
+    MultiScenarioMultiTask,
+    MultiTaskDataModule,
+    SyntheticMSMT,
+    Tenrec,
+)
+from lightning_fed.datamodules.sequential import (
+    FKCB,
+    IGNORE_TARGET,
+    MBG,
+    SGH,
+    CrossDomainScenario,
+    SequenceDataModule,
+    SGH5Core,
+)
 
 __all__ = [
-    "AliExpress",
-    "MultiScenarioMultiTask",
-    "MultiTaskDataModule",
-    "SyntheticMSMT",
-    "Tenrec",
     "FKCB",
+    "IGNORE_TARGET",
     "MBG",
     "SGH",
-    "SGH5Core",
+    "AliExpress",
+    "ClientDataModule",
     "CrossDomainScenario",
-    "IGNORE_TARGET",
+    "MultiScenarioMultiTask",
+    "MultiTaskDataModule",
+    "SGH5Core",
+    "ScenarioDataModule",
     "SequenceDataModule",
+    "SyntheticMSMT",
+    "Tenrec",
 ]

@@ -97,9 +97,12 @@ class FederatedCLI(LightningCLI):
                 action.help = f"MANAGED BY THE FEDERATION (refused if set): use {MANAGED_ARGS[name]}"
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Check every ``--config`` file first, so a YAML error names its file and line."""
-        check_config_files(sys.argv[1:] if args is None else args)
-        super().parse_arguments(parser, args)
+        """Check every ``--config`` file first (a YAML error names its file and line), then expand its layers."""
+        given = list(sys.argv[1:] if args is None else args)
+        check_config_files(given)
+        # LightningCLI.parse_arguments without its warning about args given while sys.argv has some: the
+        # expanded list is the command line's own arguments.
+        self.config = parser.parse_args(expand_config_layers(given))
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads a single module's hyperparameters from ckpt_path here; a federation checkpoint is read
@@ -125,39 +128,108 @@ class FederatedCLI(LightningCLI):
         return federation
 
 
-def check_config_files(args: list[str]) -> None:
-    """Read every ``--config`` / ``-c`` file: a missing, empty or malformed one is a one-line error with its name."""
-    paths = []
+def _config_paths(args: list[str]) -> list[tuple[int, str]]:
+    """``(index of the value, value)`` of every ``--config`` / ``-c`` argument."""
+    found = []
     for i, arg in enumerate(args):
         if arg in ("-c", "--config") and i + 1 < len(args):
-            paths.append(args[i + 1])
+            found.append((i + 1, args[i + 1]))
         elif arg.startswith("--config="):
-            paths.append(arg.split("=", 1)[1])
-    for value in paths:
-        if value.lstrip().startswith(("{", "[")) or "\n" in value:
+            found.append((i, arg.split("=", 1)[1]))
+    return found
+
+
+def _is_inline(value: str) -> bool:
+    return value.lstrip().startswith(("{", "[")) or "\n" in value
+
+
+def read_config_file(value: str) -> dict[str, Any]:
+    """The mapping in config file ``value``; a missing, empty or malformed file is a one-line error with its name."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"--config: {value}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigurationError(f"{value}: byte {err.start} is not UTF-8 text") from None
+    try:
+        content = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{value}:{mark.line + 1}:{mark.column + 1}" if mark is not None else value
+        raise ConfigurationError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigurationError(f"{value}: YAML syntax error: {err}") from None
+    if content is None:
+        raise ConfigurationError(f"{value}: the config file is empty (expected sections such as trainer, model)")
+    if not isinstance(content, dict):
+        raise ConfigurationError(
+            f"{value}: a config file holds a mapping of sections (trainer, model, data, federation), "
+            f"not a {type(content).__name__}"
+        )
+    return content
+
+
+def check_config_files(args: list[str], seen: tuple[Path, ...] = ()) -> None:
+    """Read every ``--config`` file and the layers it lists, so an error names its file (and line)."""
+    for _, value in _config_paths(args):
+        if _is_inline(value):
             continue  # an inline config string, parsed by jsonargparse
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ConfigurationError(f"--config: {value}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigurationError(f"{value}: byte {err.start} is not UTF-8 text") from None
-        try:
-            content = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark or err.context_mark
-            where = f"{value}:{mark.line + 1}:{mark.column + 1}" if mark is not None else value
-            raise ConfigurationError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
-        except yaml.YAMLError as err:
-            raise ConfigurationError(f"{value}: YAML syntax error: {err}") from None
-        if content is None:
-            raise ConfigurationError(f"{value}: the config file is empty (expected sections such as trainer, model)")
-        if not isinstance(content, dict):
-            raise ConfigurationError(
-                f"{value}: a config file holds a mapping of sections (trainer, model, data, federation), "
-                f"not a {type(content).__name__}"
-            )
+        content = read_config_file(value)
+        path = Path(value).expanduser().resolve()
+        if path in seen:
+            raise ConfigurationError(f"{value}: config layers include each other in a cycle")
+        layers = _layers_of(value, content)
+        if layers:
+            check_config_files([arg for layer in layers for arg in ("--config", layer)], (*seen, path))
+
+
+def _layers_of(value: str, content: dict[str, Any]) -> list[str]:
+    """The layers file ``value`` lists under ``config:`` (paths relative to the file), as paths."""
+    layers = content.get("config")
+    if layers is None:
+        return []
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, list) or not all(isinstance(layer, str) for layer in layers):
+        raise ConfigurationError(f"{value}: config: must list config files (paths relative to {value}), got {layers!r}")
+    base = Path(value).expanduser().parent
+    return [str(base / Path(layer).expanduser()) for layer in layers]
+
+
+def expand_config_layers(args: list[str]) -> list[str]:
+    """Replace each ``--config FILE`` that lists layers (``config: [a.yaml, b.yaml]``) by those layers, then FILE.
+
+    ``config: [model/fmoe_cdsr.yaml, data/fkcb.yaml]`` at the top of FILE means exactly ``--config
+    model/fmoe_cdsr.yaml --config data/fkcb.yaml --config FILE``: later layers override earlier ones, and FILE
+    overrides its layers (paths relative to FILE; layers may list layers of their own). FILE itself is passed on
+    as its content without the ``config`` key, with section files it names made relative to it.
+    """
+    expanded: list[str] = []
+    positions = dict(_config_paths(args))
+    for i, arg in enumerate(args):
+        value = positions.get(i)
+        if value is None or _is_inline(value):
+            expanded.append(arg)
+            continue
+        content = read_config_file(value)
+        layers = _layers_of(value, content)
+        if not layers:
+            expanded.append(arg)
+            continue
+        if not arg.startswith("--config="):
+            expanded.pop()  # the preceding --config flag: each layer gets its own
+        for layer in layers:
+            expanded.extend(expand_config_layers(["--config", layer]))
+        base = Path(value).expanduser().parent
+        rest = {
+            key: str(base / section) if isinstance(section, str) and section.endswith((".yaml", ".yml")) else section
+            for key, section in content.items()
+            if key != "config"
+        }
+        if rest:
+            expanded.extend(["--config", yaml.safe_dump(rest, sort_keys=False)])
+    return expanded
 
 
 def restore_saved_configuration(subcommand: str, config: Namespace) -> None:

@@ -9,6 +9,7 @@ from lightning import LightningDataModule, LightningModule
 
 from lightning_fed.checkpoint import import_class, load_checkpoint
 from lightning_fed.errors import ConfigurationError
+from lightning_fed.protocols import client_datamodules_of
 
 
 def load_client(
@@ -25,7 +26,7 @@ def load_client(
 
     Args:
         checkpoint: a federation checkpoint (``<run dir>/federation/best.pt`` or ``last.pt``).
-        client: the client's name (a domain or scenario of the federation).
+        client: the client's name (what it holds: a domain, a scenario).
         datamodule: the client's datamodule, if the data lives elsewhere now (default: rebuilt from the
             checkpoint's data configuration).
         expected: a class the saved model must be an instance of.
@@ -50,8 +51,9 @@ def load_client(
     module: Any = model_class(**(model_config.get("init_args") or {}))
     if datamodule is None:
         scenario = import_class(data_config["class_path"])(**(data_config.get("init_args") or {}))
-        scenario.prepare_data()
-        datamodule = scenario.client_datamodules()[client]
+        datamodule = client_datamodules_of(scenario)[client]
+    else:
+        datamodule.setup("fit")
     module.build(datamodule)
     module.load_state_dict(saved["clients"][client]["module"])
     module.eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,11 +17,12 @@ from lightning_fed.callbacks.federated_round import FederatedRound
 from lightning_fed.checkpoint import load_checkpoint, resolve_ckpt_path, save_checkpoint
 from lightning_fed.client_logger import ClientLogger
 from lightning_fed.errors import ConfigurationError, check_integer
-from lightning_fed.federated_module import require_federated
 from lightning_fed.memory import resident_memory_gb
+from lightning_fed.protocols import client_datamodules_of, require_federated
 from lightning_fed.results import average_over_clients, markdown_table, write_json_atomic
+from lightning_fed.rounds import RoundClock
 from lightning_fed.server import Server
-from lightning_fed.strategies import ExpertExchange, Strategy
+from lightning_fed.strategies import Strategy
 from lightning_fed.strategies.compatibility import check_compatible
 from lightning_fed.trainer_factory import TrainerFactory, quiet_lightning
 
@@ -47,6 +49,8 @@ class LoopState:
         bad_rounds: consecutive rounds without improvement since the best one.
         stopped: early stopping ended the run (a resumed run then trains no further).
         best_checkpoint: the file that holds the best round's states.
+        step: training steps taken over all clients (the x axis of the clients' logged losses).
+        history: every completed round's validation table (what ``results.json`` lists).
     """
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -56,6 +60,8 @@ class LoopState:
     bad_rounds: int = 0
     stopped: bool = False
     best_checkpoint: str | None = None
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Federation:
@@ -81,27 +87,29 @@ class Federation:
 
     def __init__(
         self,
+        strategy: Strategy,
         rounds: int = 60,
         local_epochs: int = 3,
         patience: int | None = 10,
         fraction: float = 1.0,
-        strategy: Strategy | None = None,
-        monitor: str = "MRR",
-        monitor_mode: Literal["max", "min"] = "max",
+        monitor: str | None = None,
+        monitor_mode: Literal["max", "min"] | None = None,
         sampling_seed: int = 0,
         overwrite: bool = False,
     ) -> None:
         """Configure the federation.
 
         Args:
+            strategy: the server's strategy (``lightning_fed.strategies``); it must send what the model receives.
             rounds: R, the maximum number of rounds (at least 1).
             local_epochs: epochs of local training per round (at least 1).
             patience: consecutive rounds without improvement of the monitored score before stopping (0: stop at
                 the first one; None: never stop early).
             fraction: share of clients that train in each round, in (0, 1].
-            strategy: the server's strategy (default: ExpertExchange, FMoE-CDSR's).
-            monitor: validation metric averaged over clients for early stopping and the best round.
-            monitor_mode: whether higher (``"max"``) or lower is better.
+            monitor: validation metric averaged over clients for early stopping and the best round (None: the
+                model's declared ``monitor``).
+            monitor_mode: whether higher (``"max"``) or lower is better (None: the model's declaration, or
+                ``"max"`` when the metric is not the model's own).
             sampling_seed: seed of the client sampling.
             overwrite: let ``fit`` start a new run in a run directory that holds an earlier run's files.
         """
@@ -114,23 +122,30 @@ class Federation:
             )
         if not 0.0 < fraction <= 1.0:
             raise ConfigurationError(f"federation.fraction must be in (0, 1], got {fraction!r}")
-        if not isinstance(monitor, str) or not monitor.strip():
+        if monitor is not None and (not isinstance(monitor, str) or not monitor.strip()):
             raise ConfigurationError(f"federation.monitor must name a validation metric, got {monitor!r}")
-        if monitor_mode not in ("max", "min"):
+        if monitor_mode not in ("max", "min", None):
             raise ConfigurationError(f"federation.monitor_mode must be max or min, got {monitor_mode!r}")
         self.rounds = rounds
         self.local_epochs = local_epochs
         self.patience = patience
         self.fraction = fraction
-        self.strategy = strategy if strategy is not None else ExpertExchange()
-        self.monitor = monitor
-        self.monitor_mode = monitor_mode
+        if not isinstance(strategy, Strategy):
+            raise ConfigurationError(
+                f"federation.strategy must be a server strategy (lightning_fed.strategies), got {strategy!r}"
+            )
+        self.strategy = strategy
+        self.configured_monitor = monitor
+        self.configured_monitor_mode = monitor_mode
+        self.monitor: str = monitor or ""
+        self.monitor_mode: Literal["max", "min"] = monitor_mode or "max"
+        self.is_fraction: Callable[[str], bool] = lambda name: True
         self.sampling_seed = sampling_seed
         self.overwrite = overwrite
         self.trainers = TrainerFactory()
         self.run_config: dict[str, Any] = {}
-        self.step = 0
-        self.history: list[dict[str, Any]] = []
+        self.state = LoopState()
+        self.clock = RoundClock(self.rounds)
 
     # Set-up -------------------------------------------------------------------------------------------------
     def configure_trainers(self, trainer_config: dict[str, Any], run_config: dict[str, Any] | None = None) -> None:
@@ -153,30 +168,34 @@ class Federation:
         return self.run_dir / "federation" / f"{name}.pt"
 
     def _clients(self, model: LightningModule, datamodule: Any) -> tuple[list[Client], Server]:
-        if not hasattr(datamodule, "client_datamodules"):
-            raise ConfigurationError(
-                f"data: {type(datamodule).__name__} is not a federated scenario (it has no client_datamodules()); "
-                "use one of the zoo's scenarios (python main.py --help lists them)"
-            )
         try:
             require_federated(model)
         except TypeError as err:
             raise ConfigurationError(f"model: {err}") from None
         check_compatible(model, self.strategy)
-        datamodule.prepare_data()
-        client_dms = datamodule.client_datamodules()
+        client_dms = client_datamodules_of(datamodule)
+        self.clock = RoundClock(self._rounds_to_run())
         server = Server(self.strategy, list(client_dms), self.fraction, self.sampling_seed)
         clients = []
         for name, dm in client_dms.items():
             module = copy.deepcopy(model)
             module.build(dm)
-            sync = FederatedRound(name, server)
-            sync.total_rounds = self.rounds
+            sync = FederatedRound(name, server, self.clock.view)
             clients.append(Client(name, module, dm, sync))
         self._check_monitor(clients[0].module)
         return clients, server
 
     def _check_monitor(self, module: LightningModule) -> None:
+        """Take the monitored metric from the model unless configured, and check the model reports it."""
+        declared = getattr(module, "monitor", None)
+        self.monitor = self.configured_monitor or declared or ""
+        if not self.monitor:
+            raise ConfigurationError(
+                f"federation.monitor: {type(module).__name__} declares no metric to monitor; set federation.monitor"
+            )
+        own_mode = getattr(module, "monitor_mode", "max") if self.monitor == declared else "max"
+        self.monitor_mode = self.configured_monitor_mode or own_mode
+        self.is_fraction = getattr(module, "metric_is_fraction", lambda name: True)
         names = getattr(module, "validation_metrics", None)
         if names is not None and self.monitor not in names:
             raise ConfigurationError(
@@ -191,8 +210,6 @@ class Federation:
             "model_config": self.run_config.get("model"),
             "data_config": self.run_config.get("data"),
             "strategy": type(self.strategy).__name__,
-            "step": self.step,
-            "history": self.history,
             "server": server.state_dict(),
             "clients": {c.name: {"module": c.module.state_dict(), "sync": c.sync.state_dict()} for c in clients},
         }
@@ -273,11 +290,11 @@ class Federation:
 
     # Rounds -------------------------------------------------------------------------------------------------
     def _train_client(self, client: Client) -> None:
-        logger = ClientLogger(self.loggers, client.name, lambda: self.step)
+        logger = ClientLogger(self.loggers, client.name, lambda: self.state.step)
         trainer = self.trainers.fit_trainer(client.name, client.sync, self.local_epochs, logger)
         with quiet_lightning():
             trainer.fit(client.module, datamodule=client.datamodule)
-        self.step += trainer.global_step
+        self.state.step += trainer.global_step
 
     def _evaluate(self, client: Client, stage: Literal["validate", "test"]) -> dict[str, float]:
         trainer = self.trainers.eval_trainer(client.name, client.sync)
@@ -300,7 +317,7 @@ class Federation:
         metrics = {f"{row}/{stage}/{k}": v for row, values in table.items() for k, v in values.items()}
         metrics.update(extra or {})
         for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.step)
+            logger.log_metrics(metrics, step=self.state.step)
 
     def _start_loggers(self, clients: list[Client]) -> None:
         for logger in self.loggers:
@@ -331,18 +348,17 @@ class Federation:
         if resume_from is None:
             self._check_run_dir_is_free()
         clients, server = self._clients(model, datamodule)
-        state = LoopState()
+        state = self.state = LoopState()
         if resume_from is not None:
             saved = self._restore(clients, server, resume_from)
-            state = LoopState(**{k: saved[k] for k in asdict(state) if k in saved})
+            state = self.state = LoopState(**{k: saved[k] for k in asdict(state) if k in saved})
+            state.history = list(state.history)
             if "best_checkpoint" not in saved:  # written before best_checkpoint existed: best.pt beside it
                 state.best_checkpoint = str(resume_from.with_name("best.pt"))
             if "stopped" not in saved:
                 state.stopped = self.patience is not None and state.bad_rounds > 0 and state.bad_rounds >= self.patience
-            self.step, self.history = saved.get("step", 0), list(saved.get("history", []))
             self._check_resumed_run_dir(state, resume_from)
         else:
-            self.step, self.history = 0, []
             server.initialize(clients[0].module.shared_state())
         self._start_loggers(clients)
         started = time.time()
@@ -353,15 +369,15 @@ class Federation:
             if state.stopped:
                 break
             participants = set(server.sample_clients(round_idx))
+            self.clock.start(round_idx)
             for client in clients:
-                client.sync.round = round_idx
                 if client.name in participants:
                     self._train_client(client)
             server.aggregate()
             validation = self._evaluate_all(clients, "validate")
             score = self._score(validation)
             rss = resident_memory_gb()
-            self.history.append(
+            state.history.append(
                 {"round": round_idx, "participants": sorted(participants), "resident_memory_gb": rss, **validation}
             )
             self._log(validation, "val", {"round": round_idx, "system/rss_gb": rss})
@@ -395,7 +411,7 @@ class Federation:
             "best_round": state.best_round,
             "best_val_score": state.best_score,
             "monitor": self.monitor,
-            "validation": self.history,
+            "validation": state.history,
             "test": test,
             "train_seconds": round(time.time() - started, 1),
         }
@@ -492,4 +508,4 @@ class Federation:
         for logger in self.loggers:
             logger.save()
             logger.finalize("success")
-        print(f"\n{title}\n\n{markdown_table(table)}\n\n{where}", flush=True)
+        print(f"\n{title}\n\n{markdown_table(table, self.is_fraction)}\n\n{where}", flush=True)

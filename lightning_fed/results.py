@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,18 @@ def write_json_atomic(path: Path, content: Any) -> None:
     os.replace(tmp, path)
 
 
-def markdown_table(table: Mapping[str, Mapping[str, float]], percent: bool = True) -> str:
-    """Rows = clients (and Avg), columns = metrics; values in % when ``percent`` (loglosses stay as they are)."""
+def markdown_table(table: Mapping[str, Mapping[str, float]], is_fraction: Callable[[str], bool] | None = None) -> str:
+    """Rows = clients (and Avg), columns = metrics; fractions in % with 2 decimals, other values with 4.
+
+    Args:
+        table: metric values per row.
+        is_fraction: whether a metric is a fraction (the model's ``metric_is_fraction``; default: all are).
+    """
     rows = list(table)
     metrics = list(next(iter(table.values())))
-    header = "| Domain | " + " | ".join(metrics) + " |"
-    lines = [header, "|" + "---|" * (len(metrics) + 1)]
+    fraction = {m: is_fraction(m) if is_fraction is not None else True for m in metrics}
+    lines = ["| Client | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
     for row in rows:
-        values = [100 * table[row][m] if percent and not m.startswith("logloss") else table[row][m] for m in metrics]
-        lines.append(
-            f"| {row} | "
-            + " | ".join(f"{v:.4f}" if m.startswith("logloss") else f"{v:.2f}" for m, v in zip(metrics, values))
-            + " |"
-        )
+        cells = [f"{100 * table[row][m]:.2f}" if fraction[m] else f"{table[row][m]:.4f}" for m in metrics]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from lightning_fed.strategies.base import State, Strategy, Upload
+from lightning_fed.errors import ConfigurationError
+from lightning_fed.strategies.base import GLOBAL, PERSONAL, State, Strategy, Upload
 
 
 class Server:
@@ -24,6 +25,12 @@ class Server:
     def __init__(self, strategy: Strategy, clients: list[str], fraction: float = 1.0, seed: int = 0) -> None:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        reserved = sorted({GLOBAL, PERSONAL} & set(clients))
+        if reserved:
+            raise ConfigurationError(
+                f"data: a client may not be named {reserved[0]!r}: that name is a payload origin of the server "
+                "(lightning_fed.strategies.base); rename the domain or scenario"
+            )
         self.strategy = strategy
         self.clients = list(clients)
         self.fraction = fraction

@@ -1,15 +1,17 @@
-"""FMoE-CDSR and baseline models (installed as ``lightning_fed.models``)."""
+"""The zoo's models (installed as ``lightning_fed.models``), by family: ``sequential`` and ``multitask``.
 
-from lightning_fed.models.fedsasrec import FedSASRec
-from lightning_fed.models.fmoe_cdsr import FMoECDSR, FMoECDSRNet
-from lightning_fed.models.multitask_models import PLE, MMoE, PFMSMTrec, SharedBottom
-from lightning_fed.models.multitask_task import MultiTaskRecommendationTask
-from lightning_fed.models.sequential_task import SequentialRecommendationTask
+Every public class is re-exported here, so a config names it ``lightning_fed.models.<Class>``.
+"""
+
+from lightning_fed.models.base import FederatedTask
+from lightning_fed.models.multitask import PLE, MMoE, MultiTaskRecommendationTask, PFMSMTrec, SharedBottom
+from lightning_fed.models.sequential import FedSASRec, FMoECDSR, FMoECDSRNet, SequentialRecommendationTask
 
 __all__ = [
     "FMoECDSR",
     "FMoECDSRNet",
     "FedSASRec",
+    "FederatedTask",
     "MMoE",
     "MultiTaskRecommendationTask",
     "PFMSMTrec",

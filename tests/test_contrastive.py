@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from lightning_fed.models.contrastive import nt_xent, shuffle_items
+from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 
 
 def test_nt_xent_on_a_hand_computed_case():

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from test_msmt_data_and_runs import FIXTURE
 
-from lightning_fed.datamodules.aliexpress import read_aliexpress_csv
-from lightning_fed.datamodules.amazon_interactions import read_interactions
-from lightning_fed.datamodules.candidates import cached_negatives, draw_negatives
-from lightning_fed.datamodules.sequence_source import DirectorySource
-from lightning_fed.datamodules.tenrec import read_tenrec_csv
+from lightning_fed.datamodules.builder.amazon_interactions import read_interactions
+from lightning_fed.datamodules.multitask.aliexpress import read_aliexpress_csv
+from lightning_fed.datamodules.multitask.tenrec import read_tenrec_csv
+from lightning_fed.datamodules.sequential.candidates import cached_negatives, draw_negatives
+from lightning_fed.datamodules.sequential.sequence_source import DirectorySource
 from lightning_fed.errors import DataFormatError
 from lightning_fed.text_files import decode_utf8
 

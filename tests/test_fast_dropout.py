@@ -1,6 +1,6 @@
 import torch
 
-from lightning_fed.models.fast_dropout import Dropout
+from lightning_fed.models.layers.fast_dropout import Dropout
 
 
 def test_drop_rate_and_inverted_scaling():

@@ -68,7 +68,7 @@ def test_results_keep_every_round_after_the_best_one_and_test_the_best_state(tmp
 )
 def test_every_federation_value_is_checked_up_front(kwargs, key):
     with pytest.raises(ConfigurationError, match=key):
-        Federation(**kwargs)
+        Federation(**{"strategy": FedAvg(), **kwargs})
 
 
 def test_an_unknown_monitor_is_refused_before_training(tmp_path):
@@ -127,5 +127,5 @@ def test_fast_dev_run_trains_one_round_of_one_batch_and_writes_nothing(tmp_path)
     fed = Federation(rounds=5, local_epochs=3, strategy=FedAvg(), monitor="score")
     fed.configure_trainers({"default_root_dir": str(tmp_path), "enable_progress_bar": False, "fast_dev_run": True})
     results = fed.fit(ToyClient([0.5, 0.6]), ToyScenario())
-    assert results["rounds_run"] == 1 and fed.step == 2  # one batch per client
+    assert results["rounds_run"] == 1 and fed.state.step == 2  # one batch per client
     assert list(tmp_path.iterdir()) == []

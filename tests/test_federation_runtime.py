@@ -71,7 +71,7 @@ def test_two_rounds_keep_optimizer_state_and_exchange_encoders(tmp_path):
 
 def test_template_model_is_not_modified(tmp_path):
     scenario = FKCB(domains=["Beauty"], max_sequences=32, batch_size=32, num_negatives=99)
-    federation = Federation(rounds=1, local_epochs=1)
+    federation = Federation(rounds=1, local_epochs=1, strategy=ExpertExchange())
     federation.configure_trainers({"default_root_dir": str(tmp_path), "enable_progress_bar": False})
     model = FMoECDSR(hidden_dim=16, num_heads=2)
     snapshot = copy.deepcopy(model.state_dict())
@@ -83,10 +83,10 @@ def test_a_stopped_run_resumes_from_last_checkpoint(tmp_path):
     scenario = FKCB(domains=["Food", "Beauty"], max_sequences=64, batch_size=32, num_negatives=99)
     trainer_config = {"default_root_dir": str(tmp_path), "enable_progress_bar": False, "logger": False}
     torch.manual_seed(0)
-    first = Federation(rounds=1, local_epochs=1, patience=None)
+    first = Federation(rounds=1, local_epochs=1, patience=None, strategy=ExpertExchange())
     first.configure_trainers(trainer_config)
     first.fit(FMoECDSR(hidden_dim=16, num_heads=2), scenario)
-    resumed = Federation(rounds=2, local_epochs=1, patience=None)
+    resumed = Federation(rounds=2, local_epochs=1, patience=None, strategy=ExpertExchange())
     resumed.configure_trainers(trainer_config)
     results = resumed.fit(FMoECDSR(hidden_dim=16, num_heads=2), scenario, ckpt_path=tmp_path / "federation" / "last.pt")
     assert [r["round"] for r in results["validation"]] == [1, 2]  # round 1 kept, only round 2 trained

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from lightning_fed.datamodules import FKCB
-from lightning_fed.federated_module import FederatedModule
 from lightning_fed.models import FedSASRec, FMoECDSR
+from lightning_fed.protocols import FederatedModule
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +158,8 @@ def test_fedsasrec_shares_only_its_encoder(food):
 @pytest.mark.parametrize("mode", ["per_expert", "joint"])
 def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode):
     from lightning_fed.datamodules import IGNORE_TARGET
-    from lightning_fed.models.contrastive import nt_xent, shuffle_items
-    from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
+    from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+    from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 
     model = build(food, backward=mode)
     model.hparams.dropout = 0.0

@@ -1,7 +1,7 @@
 import torch
 
-from lightning_fed.datamodules.item_graph import item_transition_graph
-from lightning_fed.models.item_graph_embedding import propagate_item_embeddings
+from lightning_fed.datamodules.sequential.item_graph import item_transition_graph
+from lightning_fed.models.sequential.item_graph_embedding import propagate_item_embeddings
 
 
 def test_row_normalized_transition_counts():

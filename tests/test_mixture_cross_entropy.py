@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_fed.models.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 
 
 def naive(hs, ws, bs, targets, gate):

@@ -7,11 +7,11 @@ from torch import nn
 
 from lightning_fed.datamodules import SyntheticMSMT
 from lightning_fed.models import MMoE, PFMSMTrec
-from lightning_fed.models.mmoe_net import MMoENet
-from lightning_fed.models.ple_net import PLENet
-from lightning_fed.models.proximal import proximal_term
-from lightning_fed.models.shared_bottom_net import SharedBottomNet
-from lightning_fed.models.template_linear import TemplateLinear
+from lightning_fed.models.multitask.mmoe import MMoENet
+from lightning_fed.models.multitask.ple import PLENet
+from lightning_fed.models.multitask.proximal import proximal_term
+from lightning_fed.models.multitask.shared_bottom import SharedBottomNet
+from lightning_fed.models.multitask.template_linear import TemplateLinear
 from lightning_fed.strategies import FedAvg, PersonalizedAggregation, Upload
 from lightning_fed.strategies.conflict_averse import conflict_averse_direction
 from lightning_fed.strategies.personalized_aggregation import personalized_weights

@@ -9,7 +9,7 @@ import torch
 
 from lightning_fed.cli import main
 from lightning_fed.datamodules import AliExpress, Tenrec
-from lightning_fed.datamodules.aliexpress import read_aliexpress_csv
+from lightning_fed.datamodules.multitask.aliexpress import read_aliexpress_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "aliexpress"

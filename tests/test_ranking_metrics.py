@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from lightning_fed.models.ranking_metrics import RankingMetrics, rank_metrics, target_ranks
+from lightning_fed.models.sequential.ranking_metrics import RankingMetrics, rank_metrics, target_ranks
 
 
 def test_ranks_count_strictly_higher_scores_and_ties_favor_the_target():

@@ -9,8 +9,8 @@ import pytest
 from conftest import SHARED
 
 from lightning_fed.datamodules import FKCB, SGH, SGH5Core
-from lightning_fed.datamodules.amazon_interactions import Interaction, read_interactions
-from lightning_fed.datamodules.scenario_builder import (
+from lightning_fed.datamodules.builder.amazon_interactions import Interaction, read_interactions
+from lightning_fed.datamodules.builder.scenario_builder import (
     SplitProtocol,
     balanced_chunks,
     build_scenario,
@@ -18,9 +18,9 @@ from lightning_fed.datamodules.scenario_builder import (
     main,
     split_history,
 )
-from lightning_fed.datamodules.scenario_statistics import domain_statistics
-from lightning_fed.datamodules.sequence_format import read_num_items, read_split
-from lightning_fed.datamodules.sequence_source import ArchiveSource, DirectorySource, embedded_archive
+from lightning_fed.datamodules.sequential.sequence_format import read_num_items, read_split
+from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, DirectorySource, embedded_archive
+from lightning_fed.datamodules.sequential.statistics import domain_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 FIVE_CORE = Path(__file__).resolve().parent / "fixtures" / "amazon-5core"  # real slices (see its README)
@@ -330,7 +330,7 @@ def test_sgh_without_gdown_names_the_layout_the_drive_folder_and_the_builder(tmp
     text = str(info.value)
     assert "gdown is not installed" in text and "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt" in text
     assert "Sport/{num_items.txt,train_data.txt,valid_data.txt,test_data.txt}" in text
-    assert "python -m lightning_fed.datamodules.scenario_builder" in text and "Patio_Lawn_and_Garden" in text
+    assert "python -m lightning_fed.datamodules.builder" in text and "Patio_Lawn_and_Garden" in text
 
 
 def test_sgh_offline_download_failure_is_reported(tmp_path, monkeypatch):

@@ -3,8 +3,8 @@ import pytest
 from conftest import SHARED, write_domain
 
 from lightning_fed.datamodules import FKCB, IGNORE_TARGET, MBG, SequenceDataModule
-from lightning_fed.datamodules.candidates import cached_negatives, draw_negatives
-from lightning_fed.datamodules.sequence_source import DirectorySource
+from lightning_fed.datamodules.sequential.candidates import cached_negatives, draw_negatives
+from lightning_fed.datamodules.sequential.sequence_source import DirectorySource
 
 # user<TAB>items...: train lines give inputs items[:-1] and targets items[1:]
 GOOD = {"train": "0\t1\t2\t3\n1\t2\t3\n", "valid": "0\t1\t2\n", "test": "1\t3\t4\n"}

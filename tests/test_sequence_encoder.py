@@ -1,7 +1,7 @@
 import torch
 
-from lightning_fed.models.expert import Expert
-from lightning_fed.models.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.expert import Expert
+from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
 
 def make_expert(num_items=20, d=16):

@@ -129,7 +129,7 @@ def test_test_and_resume_restore_the_saved_configuration(tmp_path, saved_run):
 
 # --- data ------------------------------------------------------------------------------------------------------------
 def test_a_non_utf8_byte_in_a_data_file_is_named_with_its_line(tmp_path):
-    from lightning_fed.datamodules.sequence_source import ArchiveSource, embedded_archive
+    from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
 
     source = ArchiveSource(embedded_archive("fkcb"))
     for domain in ("Food", "Beauty"):

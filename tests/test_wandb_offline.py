@@ -3,6 +3,7 @@ import pytest
 from lightning_fed.datamodules import FKCB
 from lightning_fed.federation import Federation
 from lightning_fed.models import FMoECDSR
+from lightning_fed.strategies import ExpertExchange
 
 pytest.importorskip("wandb")
 
@@ -13,7 +14,7 @@ def test_one_offline_wandb_run_per_federation(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")  # restored after the test (the logger sets it process-wide)
     monkeypatch.setenv("WANDB_SILENT", "true")
     logger = WandbLogger(project="lightning-fed-test", save_dir=str(tmp_path), offline=True)
-    federation = Federation(rounds=1, local_epochs=1)
+    federation = Federation(rounds=1, local_epochs=1, strategy=ExpertExchange())
     federation.configure_trainers(
         {"default_root_dir": str(tmp_path), "logger": [logger], "enable_progress_bar": False, "log_every_n_steps": 1}
     )

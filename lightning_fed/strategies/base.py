@@ -9,9 +9,14 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from lightning_fed.federated_module import PayloadKind
+from lightning_fed.protocols import PayloadKind
 
 State = dict[str, Tensor]
+
+#: Origins of a payload (its keys). A key is a client's name (that client's own upload, as ExpertExchange sends
+#: them), or one of these two aggregates; models read them by name, never by order or count.
+GLOBAL = "global"  # the aggregate of all clients (FedAvg's average; PersonalizedAggregation's averaged groups)
+PERSONAL = "personal"  # this client's own personalized mix (PersonalizedAggregation); it overrides GLOBAL
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,10 @@ class Upload:
 class Strategy(ABC):
     """Turns a round's uploads into the server's parameter store and serves each client's download.
 
+    Each strategy documents the origins it sends (client names, :data:`GLOBAL`, :data:`PERSONAL`).
+
     Attributes:
-        sends: the kind of download :meth:`payload` gives (see :data:`~lightning_fed.federated_module.PayloadKind`);
+        sends: the kind of download :meth:`payload` gives (see :data:`~lightning_fed.protocols.PayloadKind`);
             a federation only pairs it with models that declare they receive it.
     """
 
@@ -50,4 +57,4 @@ class Strategy(ABC):
 
     @abstractmethod
     def payload(self, client: str, store: Mapping[str, State]) -> dict[str, State]:
-        """What ``client`` downloads, keyed by origin."""
+        """What ``client`` downloads, keyed by origin (see :data:`GLOBAL`, :data:`PERSONAL`)."""

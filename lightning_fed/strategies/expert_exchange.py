@@ -11,6 +11,8 @@ from lightning_fed.strategies.base import State, Strategy, Upload
 class ExpertExchange(Strategy):
     """Each upload overwrites its client's cache entry; a client downloads every other client's entry.
 
+    Sends: every other client's latest upload, keyed by that client's name (no aggregate).
+
     Args:
         max_syncs: stop updating the cache after this many rounds (None: every round). ``max_syncs=1`` is the
             paper's RQ2 protocol (checkpoint quality): train each local expert alone for E epochs

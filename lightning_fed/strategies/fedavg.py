@@ -6,9 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from lightning_fed.strategies.base import State, Strategy, Upload
-
-GLOBAL = "global"
+from lightning_fed.strategies.base import GLOBAL, State, Strategy, Upload
 
 
 class FedAvg(Strategy):
@@ -16,6 +14,8 @@ class FedAvg(Strategy):
 
     Before round 1 every client starts from the same initial state (the first client's), as in FedAvg.
     Integer tensors (counters) are taken from the client with the most examples.
+
+    Sends: ``GLOBAL``, the average (nothing before :meth:`initialize`).
     """
 
     sends = "average"

@@ -8,7 +8,10 @@ from lightning_fed.strategies.base import State, Strategy, Upload
 
 
 class LocalOnly(Strategy):
-    """No exchange at all: each client trains on its own data only."""
+    """No exchange at all: each client trains on its own data only.
+
+    Sends: nothing.
+    """
 
     sends = "nothing"
 

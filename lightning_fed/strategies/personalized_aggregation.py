@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 
 import torch
 from torch import Tensor
 
 from lightning_fed.errors import ConfigurationError
-from lightning_fed.strategies.base import State, Strategy, Upload
+from lightning_fed.strategies.base import GLOBAL, PERSONAL, State, Strategy, Upload
 from lightning_fed.strategies.conflict_averse import conflict_averse_direction
-
-GLOBAL = "global"
 
 
 def group_of(key: str) -> str:
     """The group of an uploaded key ``"<group>/<name>"``."""
     return key.split("/", 1)[0]
-
-
-def kind_of(group: str) -> str:
-    """``averaged`` (global, task*, gate*, bn), ``experts`` (scenario, expert) or ``towers`` (tower*)."""
-    if group in ("scenario", "expert"):
-        return "experts"
-    if group.startswith("tower"):
-        return "towers"
-    if group.startswith(("global", "task", "gate", "bn")):
-        return "averaged"
-    raise ValueError(f"PersonalizedAggregation: unknown share group {group!r} (see lightning_fed.models.share_groups)")
 
 
 def personalized_weights(vectors: Tensor, sigma: float | None = None) -> Tensor:
@@ -45,27 +33,36 @@ def personalized_weights(vectors: Tensor, sigma: float | None = None) -> Tensor:
 
 
 class PersonalizedAggregation(Strategy):
-    """The server side of PF-MSMTrec (shared/specs/pf-msmtrec.md), each component behind a switch.
+    """The server side of PF-MSMTrec, each component behind a switch and its group policy in arguments.
 
     Uploads are ``"<group>/<name>"`` tensors (the model declares the groups, see
-    :mod:`lightning_fed.models.share_groups`):
+    :mod:`lightning_fed.models.multitask.share_groups`). Each group goes by the first policy whose patterns
+    (``fnmatch``) match its name:
 
-    - averaged groups (``global``, ``task<t>``, ``gate<t>``): each group's new value is the previous one plus the
-      conflict-averse aggregate of the clients' updates (``conflict_c``; 0 = plain averaging); ``bn`` (only
-      without FedBN) is averaged plainly;
-    - expert groups (``scenario`` with the template, ``expert`` without): client s receives
+    - ``coordinated_groups`` (default ``global``, ``task*``, ``gate*``): the new value is the previous one plus
+      the conflict-averse aggregate of the clients' updates (``conflict_c``; 0 = plain averaging);
+    - ``averaged_groups`` (default ``bn``, shared only without FedBN): plain averaging;
+    - ``expert_groups`` (default ``scenario`` with the template, ``expert`` without): client s receives
       ``sum_j alpha[s, j] theta_j`` with ``alpha`` from :func:`personalized_weights` on those parameters
       (``personalized_experts``; off = plain averaging);
-    - tower groups: the same, with the experts' ``alpha`` (``personalized_towers``; off = plain averaging).
+    - ``tower_groups`` (default ``tower*``): the same, with the experts' ``alpha`` (``personalized_towers``; off =
+      plain averaging).
 
-    Every client starts from the same initial state (the first client's), as in FedAvg. The last round's
-    ``alpha`` is kept in :attr:`alpha` (and in checkpoints).
+    A group no policy names is an error. Every client starts from the same initial state (the first client's),
+    as in FedAvg. The last round's ``alpha`` is kept in :attr:`alpha` (and in checkpoints).
+
+    Sends: ``GLOBAL`` (the averaged groups, and the mean of the personalized ones for a client not sampled yet)
+    and ``PERSONAL`` (this client's personalized experts and towers, once it has uploaded).
 
     Args:
         conflict_c: c of conflict coordination, in [0, 1).
-        personalized_experts: personalized aggregation of the experts' scenario parts.
-        personalized_towers: personalized aggregation of the towers.
+        personalized_experts: personalized aggregation of the expert groups.
+        personalized_towers: personalized aggregation of the tower groups.
         sigma: temperature of the personalized weights (None: the median heuristic).
+        coordinated_groups: group patterns averaged with conflict coordination.
+        averaged_groups: group patterns averaged plainly.
+        expert_groups: group patterns aggregated per client with the personalized weights (which they define).
+        tower_groups: group patterns aggregated per client with the expert groups' weights.
     """
 
     sends = "personalized"
@@ -76,6 +73,10 @@ class PersonalizedAggregation(Strategy):
         personalized_experts: bool = True,
         personalized_towers: bool = True,
         sigma: float | None = None,
+        coordinated_groups: tuple[str, ...] = ("global", "task*", "gate*"),
+        averaged_groups: tuple[str, ...] = ("bn",),
+        expert_groups: tuple[str, ...] = ("scenario", "expert"),
+        tower_groups: tuple[str, ...] = ("tower*",),
     ) -> None:
         if not 0.0 <= conflict_c < 1.0:
             raise ConfigurationError(f"federation.strategy.init_args.conflict_c must be in [0, 1), got {conflict_c}")
@@ -83,7 +84,23 @@ class PersonalizedAggregation(Strategy):
         self.personalized_experts = personalized_experts
         self.personalized_towers = personalized_towers
         self.sigma = sigma
+        self.policies = {
+            "coordinated": tuple(coordinated_groups),
+            "averaged": tuple(averaged_groups),
+            "experts": tuple(expert_groups),
+            "towers": tuple(tower_groups),
+        }
         self.alpha: dict[str, dict[str, float]] = {}
+
+    def policy_of(self, group: str) -> str:
+        """``coordinated``, ``averaged``, ``experts`` or ``towers``: the first policy naming ``group``."""
+        for policy, patterns in self.policies.items():
+            if any(fnmatchcase(group, pattern) for pattern in patterns):
+                return policy
+        raise ValueError(
+            f"PersonalizedAggregation: share group {group!r} is in no policy (coordinated_groups, averaged_groups, "
+            "expert_groups, tower_groups; see lightning_fed.models.multitask.share_groups)"
+        )
 
     def initialize(self, store: dict[str, State], initial: State) -> None:  # noqa: D102
         store[GLOBAL] = {k: v.clone() for k, v in initial.items()}
@@ -96,18 +113,17 @@ class PersonalizedAggregation(Strategy):
         for client in clients[1:]:
             if list(uploads[client].state) != keys:
                 raise ValueError(f"PersonalizedAggregation: {client} uploads other tensors than {clients[0]}")
-        by_kind: dict[str, list[str]] = {"averaged": [], "experts": [], "towers": []}
+        by_kind: dict[str, list[str]] = {policy: [] for policy in self.policies}
         for key in keys:
-            by_kind[kind_of(group_of(key))].append(key)
+            by_kind[self.policy_of(group_of(key))].append(key)
         previous = store.get(GLOBAL, {})
         new_global: State = dict(previous)
 
-        groups: dict[str, list[str]] = {}
-        for key in by_kind["averaged"]:
-            groups.setdefault(group_of(key), []).append(key)
-        for group, group_keys in groups.items():
-            # BatchNorm statistics (shared only without FedBN) are averaged plainly, not coordinated.
-            c = 0.0 if group == "bn" else self.conflict_c
+        groups: dict[str, tuple[list[str], float]] = {}
+        for key in by_kind["coordinated"] + by_kind["averaged"]:
+            c = self.conflict_c if self.policy_of(group_of(key)) == "coordinated" else 0.0
+            groups.setdefault(group_of(key), ([], c))[0].append(key)
+        for group_keys, c in groups.values():
             new_global.update(self._coordinated_average(uploads, group_keys, previous, c))
 
         uniform = torch.full((len(clients), len(clients)), 1.0 / len(clients), dtype=torch.float64)
@@ -151,7 +167,7 @@ class PersonalizedAggregation(Strategy):
     def payload(self, client: str, store: Mapping[str, State]) -> dict[str, State]:  # noqa: D102
         payload = {GLOBAL: store[GLOBAL]} if GLOBAL in store else {}
         if client in store:
-            payload["personal"] = store[client]
+            payload[PERSONAL] = store[client]
         return payload
 
     def state_dict(self) -> dict:  # noqa: D102

@@ -1,0 +1,3 @@
+from lightning_fed.datamodules.builder.scenario_builder import main
+
+main()

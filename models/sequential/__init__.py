@@ -1,0 +1,7 @@
+"""Sequential cross-domain recommendation: FMoE-CDSR and its baselines, one file per model."""
+
+from lightning_fed.models.sequential.fedsasrec import FedSASRec
+from lightning_fed.models.sequential.fmoe_cdsr import FMoECDSR, FMoECDSRNet
+from lightning_fed.models.sequential.task import SequentialRecommendationTask
+
+__all__ = ["FMoECDSR", "FMoECDSRNet", "FedSASRec", "SequentialRecommendationTask"]

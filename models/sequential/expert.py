@@ -1,0 +1,81 @@
+"""An expert at one client: local isolation parameters around a (local or downloaded) sequence encoder.
+
+FMoE-CDSR paper Sec. 3.2-3.4 (Eqs. 2, 5, 6). The isolation parameters read the client's items and write the
+client's scores; only the encoder in between may come from another domain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lightning_fed.models.layers.fast_dropout import Dropout
+from lightning_fed.models.sequential.item_graph_embedding import propagate_item_embeddings
+from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+
+
+class Expert(nn.Module):
+    """Item embedding E (N+1, d), positions P (T, d), input LayerNorm, encoder, head W: d -> N+1.
+
+    Args:
+        num_items: N (the padding id is N).
+        encoder: the sequence encoder (trained here, or downloaded and frozen).
+        max_seq_len: T.
+        dropout: input dropout.
+        gnn_layers: L of the item-graph propagation (0 disables the graph, as in SASRec).
+    """
+
+    def __init__(
+        self, num_items: int, encoder: SequenceEncoder, hidden_dim: int, max_seq_len: int, dropout: float,
+        gnn_layers: int,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.pad_id = num_items
+        self.hidden_dim = hidden_dim
+        self.gnn_layers = gnn_layers
+        self.item_embedding = nn.Embedding(num_items + 1, hidden_dim, padding_idx=num_items)
+        self.position_embedding = nn.Embedding(max_seq_len, hidden_dim)
+        self.input_norm = nn.LayerNorm(hidden_dim)
+        self.input_dropout = Dropout(dropout)
+        self.encoder = encoder
+        self.head = nn.Linear(hidden_dim, num_items + 1)
+        nn.init.normal_(self.item_embedding.weight, std=hidden_dim**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[num_items].zero_()
+
+    def isolation_parameters(self) -> list[nn.Parameter]:
+        """The parameters that never leave the client (paper Eq. 6): everything but the encoder."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+    def item_representations(self, graph: Tensor | None) -> Tensor:
+        """G + E for every item, (N+1, d)."""
+        table = self.item_embedding.weight
+        return propagate_item_embeddings(table, graph, self.gnn_layers) + table if self.gnn_layers else table
+
+    def forward(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> Tensor:
+        """Encode left-padded sequences.
+
+        Args:
+            inputs: (B, T) item ids.
+            graph: the domain's sparse A_hat (or None without GNN).
+            items: precomputed :meth:`item_representations` to reuse across calls of one step.
+
+        Returns:
+            (B, T, d) z_t (zero at padding).
+        """
+        valid = inputs != self.pad_id
+        items = self.item_representations(graph) if items is None else items
+        t = inputs.size(1)
+        x = items[inputs] * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
+        x = self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1)
+        return self.encoder(x, valid)
+
+    def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
+        """Scores of the candidate items (B, C) from last-position outputs (B, d), in fp32; all items if None."""
+        weight, bias = self.head.weight.float(), self.head.bias.float()
+        # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
+        scores = torch.addmm(bias[: self.pad_id], z_last.float(), weight[: self.pad_id].t())
+        return scores if candidates is None else scores.gather(1, candidates)

@@ -1,0 +1,91 @@
+"""FedSASRec: SASRec trained with FedAvg over its sequence encoder (the FedDCSR/FMoE-CDSR baseline).
+
+SASRec: Kang and McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018. Federated as in FedDCSR
+(Zhang et al., SDM 2024): item embeddings and the prediction head stay local, the encoder is averaged.
+For one protocol across the zoo, it is trained with the same full-softmax next-item cross-entropy as
+FMoE-CDSR's experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from torch import Tensor
+
+from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.expert import Expert
+from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.task import SequentialRecommendationTask
+from lightning_fed.strategies.base import GLOBAL
+
+
+class FedSASRec(SequentialRecommendationTask):
+    """SASRec client: local item embeddings, positions and head around a FedAvg-shared encoder."""
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.3,
+        loss_chunk_size: int = 512,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        ranking: Literal["sampled", "full"] = "sampled",
+    ) -> None:
+        """Create the model (built per client from its datamodule).
+
+        Args:
+            hidden_dim: d.
+            num_blocks: self-attention blocks.
+            num_heads: attention heads.
+            dropout: dropout.
+            loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
+            lr: Adam learning rate.
+            weight_decay: Adam weight decay.
+            ranking: ``"sampled"`` or ``"full"`` ranking at evaluation.
+        """
+        super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
+        self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
+        self.save_hyperparameters()
+        self.expert: Expert | None = None
+
+    def configure_models(self, datamodule: Any) -> None:  # noqa: D102
+        hp = self.hparams
+        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        self.expert = Expert(
+            datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0
+        )
+
+    @property
+    def receives(self) -> frozenset[str]:
+        """One averaged encoder (FedAvg), or nothing (local SASRec)."""
+        return frozenset({"average", "nothing"})
+
+    def shared_state(self) -> dict[str, Tensor]:
+        """The encoder weights only."""
+        return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.expert.encoder.state_dict().items()}
+
+    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Load the server's average (origin ``GLOBAL``) into the encoder; an empty payload changes nothing."""
+        unknown = sorted(set(payload) - {GLOBAL})
+        if unknown:
+            raise ValueError(f"FedSASRec expects one averaged encoder (strategy FedAvg), got {sorted(payload)}")
+        if GLOBAL in payload:
+            state = payload[GLOBAL]
+            self.expert.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()})
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:  # noqa: D102
+        inputs, targets = batch
+        rows = targets != self.ignore_target
+        z = self.expert(inputs, None)
+        (loss,), _ = mixture_cross_entropy(
+            [z[rows]], [self.expert.head.weight], [self.expert.head.bias], targets[rows],
+            chunk_size=self.hparams.loss_chunk_size,
+        )  # fmt: skip
+        self.log("train/loss", loss, batch_size=len(inputs))
+        return loss
+
+    def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:  # noqa: D102
+        return self.expert.candidate_scores(self.expert(inputs, None)[:, -1], candidates)
