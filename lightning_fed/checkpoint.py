@@ -10,12 +10,12 @@ networks without repeating the ``fit`` command's overrides.
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from lightning_fed.atomic import write_atomically
 from lightning_fed.errors import ConfigurationError
 
 #: Written into every checkpoint; a file without it is not a federation checkpoint of this project.
@@ -51,15 +51,7 @@ def resolve_ckpt_path(
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> Path:
     """Write ``checkpoint`` to ``path`` through a temporary file: a crash never damages the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save({"format": FORMAT, **checkpoint}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: torch.save({"format": FORMAT, **checkpoint}, tmp))
 
 
 def load_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:

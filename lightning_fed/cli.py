@@ -22,7 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_fed.checkpoint import import_class, load_checkpoint, resolve_ckpt_path
 from lightning_fed.cli_messages import condense_parser_error, find_user_error, zoo_listing
-from lightning_fed.errors import ConfigurationError, UserInputError
+from lightning_fed.errors import ConfigurationError, UserInputError, exit_with_error
 from lightning_fed.federation import Federation
 from lightning_fed.trainer_factory import MANAGED_ARGS
 from lightning_fed.wandb_mode import configure_wandb_loggers
@@ -44,8 +44,7 @@ class FederatedArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"error: {condense_parser_error(message)} (options: {prog} --help)\n")
-        raise SystemExit(2)
+        exit_with_error(f"{condense_parser_error(message)} (options: {prog} --help)")
 
 
 class FederatedCLI(LightningCLI):
@@ -307,8 +306,7 @@ def main(args: list[str] | None = None) -> FederatedCLI:
             raise
         if args is not None:
             raise user_error from None
-        print(f"error: {user_error}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_with_error(str(user_error))
 
 
 __all__ = ["FederatedCLI", "UserInputError", "main"]

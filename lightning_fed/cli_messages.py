@@ -48,6 +48,8 @@ def condense_parser_error(message: str) -> str:
         key = f"{key}.init_args.{inner}" if class_path else f"{key}.{inner}"
     reason = reasons[0]
     text = f"{key}: {reason}" if key else reason
+    # A required key is named as the config spells it, without the subcommand (fit.federation.strategy).
+    text = re.sub(r"\b(?:fit|validate|test)\.(?=(?:model|data|trainer|federation)\.)", "", text)
     return f"{text} ({class_path})" if class_path and class_path not in text else text
 
 

@@ -1,5 +1,8 @@
 """Errors caused by the user's input (data, configuration): reported as one clear message, no traceback."""
 
+import sys
+from typing import NoReturn
+
 
 class UserInputError(Exception):
     """Base of the errors whose message says everything the user needs (file, line, what is wrong)."""
@@ -15,6 +18,12 @@ class MissingDataError(UserInputError, FileNotFoundError):
 
 class ConfigurationError(UserInputError, ValueError):
     """A configuration value is invalid: the message names the option and the accepted values."""
+
+
+def exit_with_error(message: str) -> NoReturn:
+    """End a command as every command of the project does on a user's mistake: ``error: <message>``, status 2."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def check_integer(option: str, value: object, minimum: int = 1) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from lightning_fed.atomic import write_atomically
 
 
 def average_over_clients(per_client: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -18,10 +19,8 @@ def average_over_clients(per_client: Mapping[str, Mapping[str, float]]) -> dict[
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """Write JSON through a temporary file, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(content, indent=2, default=str) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def markdown_table(table: Mapping[str, Mapping[str, float]], is_fraction: Callable[[str], bool] | None = None) -> str:

@@ -49,6 +49,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning_fed.atomic import current_umask, write_atomically
 from lightning_fed.datamodules.builder.amazon_interactions import InputFormat, Interaction, read_interactions
 from lightning_fed.datamodules.sequential.amazon import REQUIRED_FILES
 from lightning_fed.datamodules.sequential.sequence_source import DirectorySource
@@ -290,7 +291,7 @@ def build_scenario(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        staging.chmod(0o777 & ~_umask())
+        staging.chmod(0o777 & ~current_umask())
         for name, files in built.items():
             (staging / name).mkdir()
             for file_name, text in files.items():
@@ -345,13 +346,6 @@ def check_replaceable(out: Path) -> None:
         )
 
 
-def _umask() -> int:
-    # mkdtemp/mkstemp create private (0700/0600) entries; the results get the usual permissions instead.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _replace_directory(staging: Path, out: Path) -> None:
     if not out.exists():
         os.replace(staging, out)
@@ -368,7 +362,6 @@ def write_archive(directory: Path, archive: Path) -> None:
     Members are sorted, with mtime 0, owner 0 and mode 0644, and the gzip header carries no time stamp; the
     archive is written to a temporary file and renamed into place.
     """
-    archive.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -379,30 +372,19 @@ def write_archive(directory: Path, archive: Path) -> None:
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(data))
-    handle, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(buffer.getvalue())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(archive, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def main(args: list[str] | None = None) -> None:
     """Command line: ``python -m lightning_fed.datamodules.builder --help``."""
-    import sys
-
     from jsonargparse import auto_cli
 
-    from lightning_fed.errors import UserInputError
+    from lightning_fed.errors import UserInputError, exit_with_error
 
     try:
         auto_cli(build_scenario, args=args, as_positional=False)
     except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with_error(str(err))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def read_tenrec_csv(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 class Tenrec(MultiScenarioMultiTask):
-    """Tenrec scenarios as clients; tasks ``click`` and ``like`` (the spec's choice)."""
+    """Tenrec scenarios as clients; tasks ``click`` and ``like`` (the spec's (docs/specs/pf-msmtrec.md) choice)."""
 
     task_names = ["click", "like"]
 

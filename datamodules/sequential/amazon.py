@@ -176,8 +176,9 @@ class CrossDomainScenario(ScenarioDataModule):
 class FKCB(CrossDomainScenario):
     """Amazon Food-Kitchen-Clothing-Beauty, the exact splits of FedDCSR and FMoE-CDSR (shipped in the package).
 
-    Source: github.com/TimiBlueGPT/FedDCSR @ 94dc2543, ``data/<Domain>/``; statistics as in Table 1 of
-    Liu et al., "Federated Mixture-of-Expert for Non-Overlapped Cross-Domain Sequential Recommendation" (2025).
+    The splits released with FedDCSR (Zhang et al., SDM 2024), byte for byte; their statistics are those of
+    Table 1 of Liu et al., "Federated Mixture-of-Expert for Non-Overlapped Cross-Domain Sequential
+    Recommendation" (2025).
     """
 
     embedded = "fkcb"
@@ -213,8 +214,8 @@ class SGH5Core(CrossDomainScenario):
     """Sports-Games-Home built from the Amazon 2014 5-core sequence files (shipped in the package).
 
     Built by :mod:`lightning_fed.datamodules.builder.scenario_builder` from ``Sports_and_Outdoors.txt``,
-    ``Video_Games.txt`` and ``Home_and_Kitchen.txt`` of ``shared/data/amazon-5core`` (McAuley et al., via
-    salesforce/ICLRec, KlaineWei/MoCo4SRec and XiQier/MFC-GODE) with ``configs/build/sgh5core.yaml``: the papers'
+    ``Video_Games.txt`` and ``Home_and_Kitchen.txt``, the Amazon 2014 5-core sequence files (McAuley et al.,
+    SIGIR 2015), with ``configs/build/sgh5core.yaml``: the papers'
     protocol with items kept from 5 interactions instead of 10, because those files are 5-core subsets. Not the
     papers' SGH (Sport-Garden-Home, from the full dumps): a second real scenario of the same kind.
     """

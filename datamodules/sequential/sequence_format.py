@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from lightning_fed.datamodules.sequential.sequence_source import SequenceSource
 from lightning_fed.errors import DataFormatError
 
-SPLITS = ("train", "valid", "test")
-
 
 @dataclass(frozen=True)
 class SequenceSplit:

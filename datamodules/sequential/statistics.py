@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lightning_fed.datamodules.sequential.sequence_format import SPLITS, read_num_items, read_split
+from lightning_fed.datamodules.base import SPLITS
+from lightning_fed.datamodules.sequential.sequence_format import read_num_items, read_split
 from lightning_fed.datamodules.sequential.sequence_source import SequenceSource
 
 

@@ -30,7 +30,7 @@ class MMoENet(nn.Module):
         tower_dims: hidden widths of each tower MLP (then one logit).
         dropout: dropout in experts and towers.
         template: experts use PF-MSMTrec's parameter template (:class:`TemplateLinear`); expert m belongs to
-            task ``m * T // M`` (experts split evenly between tasks, the spec's choice).
+            task ``m * T // M`` (experts split evenly between tasks, the spec's (docs/specs/pf-msmtrec.md) choice).
     """
 
     def __init__(
@@ -85,7 +85,9 @@ class MMoENet(nn.Module):
 
 
 class MMoE(MultiTaskRecommendationTask):
-    """MMoE (Ma et al., KDD 2018) client; with FedAvg/FedProx/FedBN/LocalOnly, the spec's MMoE baselines.
+    """MMoE (Ma et al., KDD 2018) client.
+
+    With FedAvg, FedProx, FedBN or LocalOnly, the MMoE baselines of docs/specs/pf-msmtrec.md.
 
     Args:
         num_experts: M.

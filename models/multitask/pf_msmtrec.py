@@ -1,6 +1,7 @@
 """PF-MSMTrec's client model: MMoE with the parameter template, FedBN and the personalization regularizer.
 
-"Personalized Federated Learning for Multi-Scenario Multi-Task Recommendation"; the server side is
+Ding et al., "Towards Personalized Federated Multi-Scenario Multi-Task Recommendation", arXiv:2406.18938 (2024),
+as defined in docs/specs/pf-msmtrec.md; the server side is
 :class:`~lightning_fed.strategies.PersonalizedAggregation`.
 """
 
@@ -12,7 +13,8 @@ from lightning_fed.models.multitask.mmoe import MMoE
 class PFMSMTrec(MMoE):
     """PF-MSMTrec's client: MMoE with the parameter template, FedBN and the personalization regularizer.
 
-    "Personalized Federated Learning for Multi-Scenario Multi-Task Recommendation" (see shared/specs/pf-msmtrec.md).
+    Ding et al., "Towards Personalized Federated Multi-Scenario Multi-Task Recommendation", arXiv:2406.18938
+    (2024); the method as this project defines it is docs/specs/pf-msmtrec.md.
     Pair it with :class:`~lightning_fed.strategies.PersonalizedAggregation` (conflict coordination and the
     personalized aggregation of experts and towers). Each component is one switch: ``template``, ``fedbn``,
     ``proximal_weight`` (0 = off) here; ``conflict_c``, ``personalized_experts``, ``personalized_towers`` on

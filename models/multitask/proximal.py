@@ -11,7 +11,8 @@ from torch import Tensor
 def proximal_term(parameters: Mapping[str, Tensor], received: Mapping[str, Tensor], weight: float) -> Tensor:
     """``(weight / 2) * sum_k ||parameters[k] - received[k]||^2`` over the received keys.
 
-    PF-MSMTrec's personalization regularizer (the spec's objective, as Ditto's and FedProx's proximal term); its
+    PF-MSMTrec's personalization regularizer (the objective of
+    docs/specs/pf-msmtrec.md, as Ditto's and FedProx's proximal term); its
     gradient with respect to ``parameters[k]`` is ``weight * (parameters[k] - received[k])``. ``received`` is
     constant (what the client downloaded this round).
     """

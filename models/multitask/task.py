@@ -29,7 +29,7 @@ class MultiTaskRecommendationTask(FederatedTask):
     ``val/AUC`` and ``val/logloss`` (same for ``test/``).
 
     Args:
-        embedding_dim: width of each feature embedding (16 in the spec).
+        embedding_dim: width of each feature embedding (16 in the spec, docs/specs/pf-msmtrec.md).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         fedbn: keep BatchNorm local (FedBN, Li et al., ICLR 2021): its weights and statistics are never uploaded.

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 class TemplateLinear(nn.Module):
     """``y = x (W_global + W_task + W_scenario)^T + (b_global + b_task + b_scenario)``.
 
-    The additive decomposition of the spec's parameter template (choice): ``*_global`` is shared by every client,
+    The additive decomposition of the parameter template of
+    docs/specs/pf-msmtrec.md (choice): ``*_global`` is shared by every client,
     ``*_task`` by the clients' copies of the same task family, ``*_scenario`` is this scenario's own part (shared
     only through personalized aggregation). ``*_global`` starts like ``nn.Linear``; the other parts start at zero,
     so a fresh layer computes exactly what an ``nn.Linear`` with the global weights computes.

@@ -1,7 +1,7 @@
 """FMoE-CDSR: federated mixture of experts for non-overlapped cross-domain sequential recommendation.
 
 Liu et al., "Federated Mixture-of-Expert for Non-Overlapped Cross-Domain Sequential Recommendation",
-arXiv:2503.13254 (2025). The method as implemented is written out in the project's specs (fmoe-cdsr.md).
+arXiv:2503.13254 (2025). The method as implemented is written out in docs/specs/fmoe-cdsr.md.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class CausalSelfAttentionBlock(nn.Module):
 class SequenceEncoder(nn.Module):
     """Stack of causal self-attention blocks and a final LayerNorm: z_t depends on positions <= t only.
 
-    Padding positions output zero (the spec zeroes them after every block); a query attends to the
+    Padding positions output zero (docs/specs/fmoe-cdsr.md zeroes them after every block); a query attends to the
     non-padding keys at or before its position. Token-wise layers run on the non-padding tokens only,
     which gives the same outputs as computing and zeroing the padding.
 

@@ -6,9 +6,13 @@ from lightning import LightningDataModule, LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_fed.strategies.base import GLOBAL
+
 
 class ToyClient(LightningModule):
     """One linear weight, shared by FedAvg. Validation reports ``scores[r - 1]`` in round r (planted)."""
+
+    monitor = "score"
 
     def __init__(self, scores: list[float]) -> None:
         super().__init__()
@@ -31,8 +35,8 @@ class ToyClient(LightningModule):
         return {k: v.detach().clone() for k, v in self.layer.state_dict().items()}
 
     def load_shared_state(self, payload) -> None:
-        for state in payload.values():
-            self.layer.load_state_dict(state)
+        if GLOBAL in payload:
+            self.layer.load_state_dict(payload[GLOBAL])
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -74,9 +78,9 @@ class ToyData(LightningDataModule):
 
 
 class ToyScenario(LightningDataModule):
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...] = ("a", "b")) -> None:
         super().__init__()
-        self.clients = {"a": ToyData(0), "b": ToyData(1)}
+        self.clients = {name: ToyData(seed) for seed, name in enumerate(names)}
 
     def client_datamodules(self):
         return self.clients

@@ -129,3 +129,42 @@ def test_fast_dev_run_trains_one_round_of_one_batch_and_writes_nothing(tmp_path)
     results = fed.fit(ToyClient([0.5, 0.6]), ToyScenario())
     assert results["rounds_run"] == 1 and fed.state.step == 2  # one batch per client
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_monitored_metric_comes_from_the_model_unless_configured(tmp_path):
+    fed = federation(tmp_path, rounds=2, monitor=None)
+    results = fed.fit(ToyClient([0.5, 0.7]), ToyScenario())
+    assert results["monitor"] == "score" and results["best_round"] == 2
+    lower = federation(tmp_path / "min", rounds=2, monitor=None, monitor_mode="min")
+    assert lower.fit(ToyClient([0.5, 0.7]), ToyScenario())["best_round"] == 1
+
+
+def test_fraction_samples_that_share_of_the_clients_each_round(tmp_path):
+    names = ("a", "b", "c", "d")
+    runs = []
+    for attempt in range(2):
+        fed = federation(tmp_path / str(attempt), rounds=6, patience=None, fraction=0.5, sampling_seed=3)
+        runs.append([r["participants"] for r in fed.fit(ToyClient([0.5]), ToyScenario(names))["validation"]])
+    assert runs[0] == runs[1]  # seeded: the same clients in every run
+    assert all(len(p) == 2 and set(p) <= set(names) for p in runs[0])
+    assert len({tuple(p) for p in runs[0]}) > 1  # not always the same pair
+    everyone = federation(tmp_path / "all", rounds=2, patience=None, fraction=1.0)
+    assert all(
+        r["participants"] == sorted(names) for r in everyone.fit(ToyClient([0.5]), ToyScenario(names))["validation"]
+    )
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
+    scores = [0.1, 0.2, 0.3, 0.4]
+
+    def client():
+        torch.manual_seed(0)  # the same initial weights in both runs
+        return ToyClient(scores)
+
+    straight = federation(tmp_path / "straight", rounds=4, patience=None).fit(client(), ToyScenario())
+    federation(tmp_path / "split", rounds=2, patience=None).fit(client(), ToyScenario())
+    resumed = federation(tmp_path / "split", rounds=4, patience=None).fit(client(), ToyScenario(), ckpt_path="last")
+    assert [r["round"] for r in resumed["validation"]] == [1, 2, 3, 4]
+    assert [r["Avg"]["score"] for r in resumed["validation"]] == pytest.approx(scores)
+    assert resumed["test"] == straight["test"]  # the same weights after round 4, trained in two sittings
+    assert resumed["run_id"] != straight["run_id"]

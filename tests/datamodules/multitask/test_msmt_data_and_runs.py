@@ -11,8 +11,8 @@ from lightning_fed.cli import main
 from lightning_fed.datamodules import AliExpress, Tenrec
 from lightning_fed.datamodules.multitask.aliexpress import read_aliexpress_csv
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "aliexpress"
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURE = ROOT / "tests" / "fixtures" / "aliexpress"
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

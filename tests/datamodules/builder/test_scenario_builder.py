@@ -22,8 +22,8 @@ from lightning_fed.datamodules.sequential.sequence_format import read_num_items,
 from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, DirectorySource, embedded_archive
 from lightning_fed.datamodules.sequential.statistics import domain_statistics
 
-ROOT = Path(__file__).resolve().parents[1]
-FIVE_CORE = Path(__file__).resolve().parent / "fixtures" / "amazon-5core"  # real slices (see its README)
+ROOT = Path(__file__).resolve().parents[3]
+FIVE_CORE = ROOT / "tests" / "fixtures" / "amazon-5core"  # real slices (see its README)
 
 
 def five_core_slice(tmp_path: Path, name: str, users: int) -> Path:

@@ -245,3 +245,20 @@ def test_synthetic_data_is_seeded_and_labels_follow_the_planted_logits():
     assert not torch.allclose(a.planted["w_scenario"][0], a.planted["w_scenario"][1])
     s1 = a.client_datamodules()["S1"].splits["train"].numerical
     assert (ta.numerical.mean(0) - s1.mean(0)).abs().max() > 0.5
+
+
+def test_a_personalized_mix_overrides_the_aggregate_whatever_the_payload_order():
+    from lightning_fed.strategies.base import GLOBAL, PERSONAL
+
+    _, modules = _clients(PFMSMTrec)
+    module = modules["S0"]
+    shared = module.shared_state()
+    personal_key = next(k for k in shared if k.startswith("scenario/"))
+    aggregate = {k: torch.zeros_like(v) for k, v in shared.items()}
+    mix = {personal_key: torch.ones_like(shared[personal_key])}
+    module.load_shared_state({PERSONAL: mix, GLOBAL: aggregate})  # the personal mix first in the dict
+    loaded = module.shared_state()
+    assert torch.equal(loaded[personal_key], torch.ones_like(shared[personal_key]))
+    assert all(torch.equal(v, torch.zeros_like(v)) for k, v in loaded.items() if k != personal_key)
+    with pytest.raises(ValueError, match=r"not \['S1'\]"):
+        module.load_shared_state({"S1": aggregate})

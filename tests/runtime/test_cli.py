@@ -8,7 +8,7 @@ import pytest
 
 from lightning_fed.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"MRR", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"}
 SLICE = [
     "--data.init_args.domains=[Food, Beauty]",
