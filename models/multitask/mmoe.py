@@ -106,18 +106,13 @@ class MMoE(MultiTaskRecommendationTask):
         tower_dims: list[int] | None = None,
         dropout: float = 0.2,
         template: bool = False,
-        embedding_dim: int = 16,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        fedbn: bool = False,
-        proximal_weight: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(embedding_dim, lr, weight_decay, fedbn, proximal_weight)
+        super().__init__(**kwargs)
         self.save_hyperparameters()
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
         self.net = MMoENet(
-            datamodule.vocab_sizes, datamodule.num_numerical, len(datamodule.task_names), hp.embedding_dim,
-            hp.num_experts, hp.expert_dims, hp.tower_dims, hp.dropout, hp.template,
-        )  # fmt: skip
+            *self.input_sizes(datamodule), hp.num_experts, hp.expert_dims, hp.tower_dims, hp.dropout, hp.template
+        )

@@ -7,6 +7,8 @@ as defined in docs/specs/pf-msmtrec.md; the server side is
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning_fed.models.multitask.mmoe import MMoE
 
 
@@ -21,20 +23,6 @@ class PFMSMTrec(MMoE):
     the strategy.
     """
 
-    def __init__(
-        self,
-        num_experts: int = 8,
-        expert_dims: list[int] | None = None,
-        tower_dims: list[int] | None = None,
-        dropout: float = 0.2,
-        template: bool = True,
-        embedding_dim: int = 16,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        fedbn: bool = True,
-        proximal_weight: float = 0.01,
-    ) -> None:
-        super().__init__(
-            num_experts, expert_dims, tower_dims, dropout, template, embedding_dim, lr, weight_decay, fedbn,
-            proximal_weight,
-        )  # fmt: skip
+    def __init__(self, template: bool = True, fedbn: bool = True, proximal_weight: float = 0.01, **kwargs: Any) -> None:
+        """PF-MSMTrec's defaults: the template, FedBN and the regularizer on; see :class:`MMoE` for the rest."""
+        super().__init__(template=template, fedbn=fedbn, proximal_weight=proximal_weight, **kwargs)

@@ -103,7 +103,18 @@ class PLENet(nn.Module):
 
 
 class PLE(MultiTaskRecommendationTask):
-    """PLE (Tang et al., RecSys 2020): CGC levels of task-specific and shared experts."""
+    """PLE (Tang et al., RecSys 2020): CGC levels of task-specific and shared experts.
+
+    Args:
+        num_levels: CGC levels.
+        specific_experts: experts of each task per level.
+        shared_experts: shared experts per level.
+        expert_dims: hidden widths of each expert.
+        tower_dims: hidden widths of each tower.
+        dropout: dropout.
+        **kwargs: see :class:`MultiTaskRecommendationTask` (embedding_dim, lr, weight_decay, fedbn,
+            proximal_weight).
+    """
 
     def __init__(
         self,
@@ -113,18 +124,14 @@ class PLE(MultiTaskRecommendationTask):
         expert_dims: list[int] | None = None,
         tower_dims: list[int] | None = None,
         dropout: float = 0.2,
-        embedding_dim: int = 16,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        fedbn: bool = False,
-        proximal_weight: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(embedding_dim, lr, weight_decay, fedbn, proximal_weight)
+        super().__init__(**kwargs)
         self.save_hyperparameters()
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
         self.net = PLENet(
-            datamodule.vocab_sizes, datamodule.num_numerical, len(datamodule.task_names), hp.embedding_dim,
-            hp.num_levels, hp.specific_experts, hp.shared_experts, hp.expert_dims, hp.tower_dims, hp.dropout,
+            *self.input_sizes(datamodule), hp.num_levels, hp.specific_experts, hp.shared_experts, hp.expert_dims,
+            hp.tower_dims, hp.dropout,
         )  # fmt: skip

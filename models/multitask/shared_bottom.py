@@ -56,25 +56,26 @@ class SharedBottomNet(nn.Module):
 
 
 class SharedBottom(MultiTaskRecommendationTask):
-    """Shared-Bottom (Caruana, 1997): one bottom MLP, one tower per task."""
+    """Shared-Bottom (Caruana, 1997): one bottom MLP, one tower per task.
+
+    Args:
+        bottom_dims: hidden widths of the bottom.
+        tower_dims: hidden widths of each tower.
+        dropout: dropout.
+        **kwargs: see :class:`MultiTaskRecommendationTask` (embedding_dim, lr, weight_decay, fedbn,
+            proximal_weight).
+    """
 
     def __init__(
         self,
         bottom_dims: list[int] | None = None,
         tower_dims: list[int] | None = None,
         dropout: float = 0.2,
-        embedding_dim: int = 16,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        fedbn: bool = False,
-        proximal_weight: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(embedding_dim, lr, weight_decay, fedbn, proximal_weight)
+        super().__init__(**kwargs)
         self.save_hyperparameters()
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
-        self.net = SharedBottomNet(
-            datamodule.vocab_sizes, datamodule.num_numerical, len(datamodule.task_names), hp.embedding_dim,
-            hp.bottom_dims, hp.tower_dims, hp.dropout,
-        )  # fmt: skip
+        self.net = SharedBottomNet(*self.input_sizes(datamodule), hp.bottom_dims, hp.tower_dims, hp.dropout)

@@ -59,6 +59,10 @@ class MultiTaskRecommendationTask(FederatedTask):
         self.received: dict[str, Tensor] = {}
 
     # Template hooks -----------------------------------------------------------------------------------------
+    def input_sizes(self, datamodule: Any) -> tuple[list[int], int, int, int]:
+        """What every net's constructor starts with: vocab sizes, numerical width, number of tasks, embedding width."""
+        return list(datamodule.vocab_sizes), datamodule.num_numerical, len(datamodule.task_names), self.embedding_dim
+
     def configure_metrics(self) -> None:
         """AUC and logloss per task, for validation and test."""
         self.metrics = nn.ModuleDict(
