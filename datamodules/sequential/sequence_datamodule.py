@@ -80,17 +80,8 @@ class SequenceDataModule(ClientDataModule):
     @property
     def pad_id(self) -> int:
         """The padding item id N."""
-        return self._require_setup().num_items
-
-    @property
-    def num_train_sequences(self) -> int:
-        """Number of training sequences (the FedAvg weight of this client)."""
-        return len(self._require_setup().splits["train"])
-
-    def _require_setup(self) -> SequenceDataModule:
-        if self.num_items is None:
-            self.setup()
-        return self
+        self.setup()
+        return self.num_items
 
     def setup(self, stage: str | None = None) -> None:
         """Read and validate the three splits, build the item graph and the evaluation candidates (once)."""

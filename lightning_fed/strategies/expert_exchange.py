@@ -1,4 +1,4 @@
-"""Expert exchange (FMoE-CDSR, paper Eq. 5): the server caches each domain's latest encoder, no averaging."""
+"""Expert exchange (FMoE-CDSR, paper Eq. 5): the server caches each client's latest encoder, no averaging."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ class PersonalizedAggregation(Strategy):
     """The server side of PF-MSMTrec, each component behind a switch and its group policy in arguments.
 
     Uploads are ``"<group>/<name>"`` tensors (the model declares the groups, see
-    :mod:`lightning_fed.models.multitask.share_groups`). Each group goes by the first policy whose patterns
-    (``fnmatch``) match its name:
+    :mod:`lightning_fed.models.multitask.share_groups`). A group goes by the policy whose patterns (``fnmatch``)
+    match its name, ``local_groups`` first, then in this order:
 
     - ``coordinated_groups`` (default ``global``, ``task*``, ``gate*``): the new value is the previous one plus
       the conflict-averse aggregate of the clients' updates (``conflict_c``; 0 = plain averaging);
@@ -46,7 +46,8 @@ class PersonalizedAggregation(Strategy):
       ``sum_j alpha[s, j] theta_j`` with ``alpha`` from :func:`personalized_weights` on those parameters
       (``personalized_experts``; off = plain averaging);
     - ``tower_groups`` (default ``tower*``): the same, with the experts' ``alpha`` (``personalized_towers``; off =
-      plain averaging).
+      plain averaging);
+    - ``local_groups`` (default none): left local, neither aggregated nor sent back.
 
     A group no policy names is an error. Every client starts from the same initial state (the first client's),
     as in FedAvg. The last round's ``alpha`` is kept in :attr:`alpha` (and in checkpoints).
@@ -63,6 +64,7 @@ class PersonalizedAggregation(Strategy):
         averaged_groups: group patterns averaged plainly.
         expert_groups: group patterns aggregated per client with the personalized weights (which they define).
         tower_groups: group patterns aggregated per client with the expert groups' weights.
+        local_groups: group patterns the server ignores (each client keeps its own).
     """
 
     sends = "personalized"
@@ -77,6 +79,7 @@ class PersonalizedAggregation(Strategy):
         averaged_groups: tuple[str, ...] = ("bn",),
         expert_groups: tuple[str, ...] = ("scenario", "expert"),
         tower_groups: tuple[str, ...] = ("tower*",),
+        local_groups: tuple[str, ...] = (),
     ) -> None:
         if not 0.0 <= conflict_c < 1.0:
             raise ConfigurationError(f"federation.strategy.init_args.conflict_c must be in [0, 1), got {conflict_c}")
@@ -84,7 +87,8 @@ class PersonalizedAggregation(Strategy):
         self.personalized_experts = personalized_experts
         self.personalized_towers = personalized_towers
         self.sigma = sigma
-        self.policies = {
+        self.policies = {  # local_groups first: leaving a group local overrides the defaults below
+            "local": tuple(local_groups),
             "coordinated": tuple(coordinated_groups),
             "averaged": tuple(averaged_groups),
             "experts": tuple(expert_groups),
@@ -93,17 +97,17 @@ class PersonalizedAggregation(Strategy):
         self.alpha: dict[str, dict[str, float]] = {}
 
     def policy_of(self, group: str) -> str:
-        """``coordinated``, ``averaged``, ``experts`` or ``towers``: the first policy naming ``group``."""
+        """``local``, ``coordinated``, ``averaged``, ``experts`` or ``towers``: the first policy naming ``group``."""
         for policy, patterns in self.policies.items():
             if any(fnmatchcase(group, pattern) for pattern in patterns):
                 return policy
         raise ValueError(
             f"PersonalizedAggregation: share group {group!r} is in no policy (coordinated_groups, averaged_groups, "
-            "expert_groups, tower_groups; see lightning_fed.models.multitask.share_groups)"
+            "expert_groups, tower_groups, local_groups; see lightning_fed.models.multitask.share_groups)"
         )
 
     def initialize(self, store: dict[str, State], initial: State) -> None:  # noqa: D102
-        store[GLOBAL] = {k: v.clone() for k, v in initial.items()}
+        store[GLOBAL] = {k: v.clone() for k, v in initial.items() if self.policy_of(group_of(k)) != "local"}
 
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:  # noqa: D102
         if not uploads:

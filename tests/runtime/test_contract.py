@@ -103,3 +103,8 @@ def test_personalized_aggregation_takes_its_group_policy_as_arguments():
     torch.testing.assert_close(store["global"]["custom/w"], torch.tensor([2.0]))  # plain mean
     torch.testing.assert_close(store["global"]["tower0/t"], torch.tensor([3.0]))  # coordinated, one group: the mean
     assert "tower0/t" not in store["a"] and "scenario/e" in store["a"]  # towers no longer personalized
+    kept = PersonalizedAggregation(local_groups=("custom", "tower*"))
+    store = {}
+    kept.initialize(store, states["a"])
+    kept.aggregate(store, uploads)
+    assert all(not k.startswith(("custom/", "tower0/")) for state in store.values() for k in state)

@@ -46,7 +46,7 @@ def test_batches_are_left_padded_with_shifted_targets(tmp_path):
     assert candidates[0, 0].item() == 2
     assert set(candidates[0, 1:].tolist()) <= {0, 1, 3, 4}
     assert 2 not in candidates[0, 1:].tolist() and len(set(candidates[0, 1:].tolist())) == 3
-    assert dm.num_train_sequences == 2 and dm.pad_id == 5
+    assert dm.num_train_examples == 2 and dm.pad_id == 5
 
 
 @pytest.mark.parametrize(
