@@ -382,7 +382,7 @@ def main(args: list[str] | None = None) -> None:
     from lightning_fed.errors import UserInputError, exit_with_error
 
     try:
-        auto_cli(build_scenario, args=args, as_positional=False)
+        auto_cli(build_scenario, args=args, as_positional=False, prog="python -m lightning_fed.datamodules.builder")
     except UserInputError as err:
         exit_with_error(str(err))
 
