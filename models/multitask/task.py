@@ -151,7 +151,8 @@ class MultiTaskRecommendationTask(FederatedTask):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> None:
         categorical, numerical, labels = batch
-        logits = self(categorical, numerical).float()
+        with self.full_precision():  # fp32 whatever the training precision: no ties made by rounding
+            logits = self(categorical, numerical).float()
         losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         metrics = self.metrics[stage]
         for t, task in enumerate(self.task_names):

@@ -74,7 +74,10 @@ class Expert(nn.Module):
         return self.encoder(x, valid)
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
-        """Scores of the candidate items (B, C) from last-position outputs (B, d), in fp32; all items if None."""
+        """Scores of the candidate items (B, C) from last-position outputs (B, d); all items if None.
+
+        fp32 outside autocast: evaluation calls it inside :meth:`FederatedTask.full_precision`.
+        """
         weight, bias = self.head.weight.float(), self.head.bias.float()
         # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
         scores = torch.addmm(bias[: self.pad_id], z_last.float(), weight[: self.pad_id].t())

@@ -345,7 +345,7 @@ class FMoECDSR(SequentialRecommendationTask):
 
     # Evaluation ---------------------------------------------------------------------------------------------
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
-        """Fused scores sum_j g_j y^j at the last position (paper Eq. 9), in fp32."""
+        """Fused scores sum_j g_j y^j at the last position (paper Eq. 9); fp32 in evaluation (outside autocast)."""
         last = [z[:, -1] for z in self._encode_all(inputs)]  # every expert: the gate reads them all
         eval_experts = self.hparams.eval_experts or self.expert_domains  # an empty list is rejected at build
         kept = [j for j, domain in enumerate(self.expert_domains) if domain in eval_experts]

@@ -98,10 +98,11 @@ class SequentialRecommendationTask(FederatedTask):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: RankingMetrics) -> None:
         inputs, candidates = batch
-        if self.ranking == "full":
-            ranks = target_ranks(self.score_candidates(inputs, None), candidates[:, 0])
-        else:
-            ranks = target_ranks(self.score_candidates(inputs, candidates), 0)
+        with self.full_precision():  # encoders, scoring and fusion in fp32 whatever the training precision
+            if self.ranking == "full":
+                ranks = target_ranks(self.score_candidates(inputs, None), candidates[:, 0])
+            else:
+                ranks = target_ranks(self.score_candidates(inputs, candidates), 0)
         metrics.update(ranks)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:  # noqa: D102
