@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
-import torch
 from lightning import LightningModule
 from torch import Tensor
 
@@ -76,17 +73,6 @@ class FederatedTask(LoadableClient, LightningModule, ABC):
     @abstractmethod
     def load_shared_state(self, payload: Payload) -> None:
         """Load what the server sent, read by origin (a client's name, or ``GLOBAL`` / ``PERSONAL``)."""
-
-    @contextmanager
-    def full_precision(self) -> Iterator[None]:
-        """Run the enclosed forward passes in fp32, outside any autocast (``precision: bf16-mixed``).
-
-        Evaluation runs in it: under bf16 autocast candidate scores would be rounded to 8 significant bits, so
-        near-ties with the target would become ties (which count for the target) and metrics would depend on
-        the training precision.
-        """
-        with torch.autocast(self.device.type, enabled=False):
-            yield
 
     # Lightning ----------------------------------------------------------------------------------------------
     def build(self, datamodule: Any) -> None:

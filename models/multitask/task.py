@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 from lightning_fed.models.base import FederatedTask
+from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.multitask.proximal import proximal_term
 from lightning_fed.strategies.base import GLOBAL, PERSONAL
 
@@ -151,7 +152,7 @@ class MultiTaskRecommendationTask(FederatedTask):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> None:
         categorical, numerical, labels = batch
-        with self.full_precision():  # fp32 whatever the training precision: no ties made by rounding
+        with full_precision(categorical.device):  # fp32 whatever the training precision: no ties made by rounding
             logits = self(categorical, numerical).float()
         losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         metrics = self.metrics[stage]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
+from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.sequential.item_graph_embedding import propagate_item_embeddings
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
@@ -76,9 +77,10 @@ class Expert(nn.Module):
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d); all items if None.
 
-        fp32 outside autocast: evaluation calls it inside :meth:`FederatedTask.full_precision`.
+        Always fp32, outside autocast (:func:`~lightning_fed.models.layers.precision.full_precision`).
         """
         weight, bias = self.head.weight.float(), self.head.bias.float()
         # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
-        scores = torch.addmm(bias[: self.pad_id], z_last.float(), weight[: self.pad_id].t())
+        with full_precision(z_last.device):
+            scores = torch.addmm(bias[: self.pad_id], z_last.float(), weight[: self.pad_id].t())
         return scores if candidates is None else scores.gather(1, candidates)

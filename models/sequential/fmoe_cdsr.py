@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.gate_router import GateRouter
@@ -345,14 +346,19 @@ class FMoECDSR(SequentialRecommendationTask):
 
     # Evaluation ---------------------------------------------------------------------------------------------
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
-        """Fused scores sum_j g_j y^j at the last position (paper Eq. 9); fp32 in evaluation (outside autocast)."""
-        last = [z[:, -1] for z in self._encode_all(inputs)]  # every expert: the gate reads them all
+        """Fused scores sum_j g_j y^j at the last position (paper Eq. 9).
+
+        The encoders run in the training precision; the scores, the gate and the fusion in fp32 outside autocast.
+        """
+        encoded = [z[:, -1] for z in self._encode_all(inputs)]  # every expert: the gate reads them all
         eval_experts = self.hparams.eval_experts or self.expert_domains  # an empty list is rejected at build
         kept = [j for j, domain in enumerate(self.expert_domains) if domain in eval_experts]
-        scores = {j: self.net.experts[j].candidate_scores(last[j], candidates) for j in kept}
-        if len(self.expert_domains) == 1:
-            return scores[0]
-        gate = self.net.gate_weights(last).float()
-        if len(kept) < len(self.expert_domains):
-            gate = gate[:, kept] / gate[:, kept].sum(-1, keepdim=True)  # renormalized over the kept experts
-        return sum(gate[:, i : i + 1] * scores[j] for i, j in enumerate(kept))
+        with full_precision(inputs.device):
+            last = [z.float() for z in encoded]
+            scores = {j: self.net.experts[j].candidate_scores(last[j], candidates) for j in kept}
+            if len(self.expert_domains) == 1:
+                return scores[0]
+            gate = self.net.gate_weights(last).float()
+            if len(kept) < len(self.expert_domains):
+                gate = gate[:, kept] / gate[:, kept].sum(-1, keepdim=True)  # renormalized over the kept experts
+            return sum(gate[:, i : i + 1] * scores[j] for i, j in enumerate(kept))

@@ -75,7 +75,11 @@ class SequentialRecommendationTask(FederatedTask):
 
     @abstractmethod
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:
-        """Scores (B, C) of candidate items (B, C) after ``inputs`` (B, T); (B, N) for all items if None."""
+        """Scores (B, C) of candidate items (B, C) after ``inputs`` (B, T); (B, N) for all items if None.
+
+        Encoders may run in the training precision; the scores themselves (and any fusion of them) are
+        computed in fp32 outside autocast (:func:`~lightning_fed.models.layers.precision.full_precision`).
+        """
 
     # Lightning ----------------------------------------------------------------------------------------------
     @property
@@ -98,11 +102,11 @@ class SequentialRecommendationTask(FederatedTask):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: RankingMetrics) -> None:
         inputs, candidates = batch
-        with self.full_precision():  # encoders, scoring and fusion in fp32 whatever the training precision
-            if self.ranking == "full":
-                ranks = target_ranks(self.score_candidates(inputs, None), candidates[:, 0])
-            else:
-                ranks = target_ranks(self.score_candidates(inputs, candidates), 0)
+        # score_candidates scores (and fuses) in fp32 outside autocast; see models/layers/precision.py
+        if self.ranking == "full":
+            ranks = target_ranks(self.score_candidates(inputs, None), candidates[:, 0])
+        else:
+            ranks = target_ranks(self.score_candidates(inputs, candidates), 0)
         metrics.update(ranks)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:  # noqa: D102

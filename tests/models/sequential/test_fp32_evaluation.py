@@ -35,14 +35,18 @@ def planted():
     return model, datamodule, inputs, candidates
 
 
-def test_planted_near_ties_tie_under_bf16_autocast(planted):
+def test_scores_stay_fp32_under_bf16_autocast(planted):
     model, _, inputs, candidates = planted
+    head = model.expert.head
     with torch.no_grad():
         fp32 = model.score_candidates(inputs, candidates)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16 = model.score_candidates(inputs, candidates)
-    assert int(target_ranks(fp32)[0]) == 1 + HIGHER
-    assert int(target_ranks(bf16)[0]) == 1  # what evaluation under autocast would report: the test can fail
+            under_autocast = model.score_candidates(inputs, candidates)
+            z = model.expert(inputs, None)[:, -1].float()
+            rounded = torch.addmm(head.bias, z, head.weight.t()).gather(1, candidates)  # what autocast makes of it
+    assert rounded.dtype == torch.bfloat16 and int(target_ranks(rounded)[0]) == 1  # the planted near-ties tie
+    assert under_autocast.dtype == torch.float32
+    assert int(target_ranks(under_autocast)[0]) == int(target_ranks(fp32)[0]) == 1 + HIGHER
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
