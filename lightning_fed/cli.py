@@ -98,7 +98,6 @@ class FederatedCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Check every ``--config`` file first (a YAML error names its file and line), then expand its layers."""
         given = list(sys.argv[1:] if args is None else args)
-        check_config_files(given)
         # LightningCLI.parse_arguments without its warning about args given while sys.argv has some: the
         # expanded list is the command line's own arguments.
         self.config = parser.parse_args(expand_config_layers(given))
@@ -169,20 +168,6 @@ def read_config_file(value: str) -> dict[str, Any]:
     return content
 
 
-def check_config_files(args: list[str], seen: tuple[Path, ...] = ()) -> None:
-    """Read every ``--config`` file and the layers it lists, so an error names its file (and line)."""
-    for _, value in _config_paths(args):
-        if _is_inline(value):
-            continue  # an inline config string, parsed by jsonargparse
-        content = read_config_file(value)
-        path = Path(value).expanduser().resolve()
-        if path in seen:
-            raise ConfigurationError(f"{value}: config layers include each other in a cycle")
-        layers = _layers_of(value, content)
-        if layers:
-            check_config_files([arg for layer in layers for arg in ("--config", layer)], (*seen, path))
-
-
 def _layers_of(value: str, content: dict[str, Any]) -> list[str]:
     """The layers file ``value`` lists under ``config:`` (paths relative to the file), as paths."""
     layers = content.get("config")
@@ -196,13 +181,20 @@ def _layers_of(value: str, content: dict[str, Any]) -> list[str]:
     return [str(base / Path(layer).expanduser()) for layer in layers]
 
 
-def expand_config_layers(args: list[str]) -> list[str]:
+def expand_config_layers(args: list[str], seen: tuple[Path, ...] = ()) -> list[str]:
     """Replace each ``--config FILE`` that lists layers (``config: [a.yaml, b.yaml]``) by those layers, then FILE.
 
     ``config: [model/fmoe_cdsr.yaml, data/fkcb.yaml]`` at the top of FILE means exactly ``--config
     model/fmoe_cdsr.yaml --config data/fkcb.yaml --config FILE``: later layers override earlier ones, and FILE
     overrides its layers (paths relative to FILE; layers may list layers of their own). FILE itself is passed on
     as its content without the ``config`` key, with section files it names made relative to it.
+
+    Every file is read here, once: a missing, empty or malformed one (or layers that include each other) is a
+    one-line error naming it, before jsonargparse sees anything.
+
+    Args:
+        args: the command line.
+        seen: the files whose layers are being expanded (to refuse a cycle).
     """
     expanded: list[str] = []
     positions = dict(_config_paths(args))
@@ -212,6 +204,9 @@ def expand_config_layers(args: list[str]) -> list[str]:
             expanded.append(arg)
             continue
         content = read_config_file(value)
+        path = Path(value).expanduser().resolve()
+        if path in seen:
+            raise ConfigurationError(f"{value}: config layers include each other in a cycle")
         layers = _layers_of(value, content)
         if not layers:
             expanded.append(arg)
@@ -219,7 +214,7 @@ def expand_config_layers(args: list[str]) -> list[str]:
         if not arg.startswith("--config="):
             expanded.pop()  # the preceding --config flag: each layer gets its own
         for layer in layers:
-            expanded.extend(expand_config_layers(["--config", layer]))
+            expanded.extend(expand_config_layers(["--config", layer], (*seen, path)))
         base = Path(value).expanduser().parent
         rest = {
             key: str(base / section) if isinstance(section, str) and section.endswith((".yaml", ".yml")) else section

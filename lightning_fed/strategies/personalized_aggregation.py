@@ -124,9 +124,9 @@ class PersonalizedAggregation(Strategy):
         new_global: State = dict(previous)
 
         groups: dict[str, tuple[list[str], float]] = {}
-        for key in by_kind["coordinated"] + by_kind["averaged"]:
-            c = self.conflict_c if self.policy_of(group_of(key)) == "coordinated" else 0.0
-            groups.setdefault(group_of(key), ([], c))[0].append(key)
+        for policy, c in (("coordinated", self.conflict_c), ("averaged", 0.0)):
+            for key in by_kind[policy]:
+                groups.setdefault(group_of(key), ([], c))[0].append(key)
         for group_keys, c in groups.values():
             new_global.update(self._coordinated_average(uploads, group_keys, previous, c))
 
