@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
 from lightning_fed.models.layers.precision import full_precision
-from lightning_fed.models.sequential.item_graph_embedding import propagate_item_embeddings
+from lightning_fed.models.sequential.item_graph_embedding import graph_item_representations
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
 
@@ -53,8 +53,7 @@ class Expert(nn.Module):
 
     def item_representations(self, graph: Tensor | None) -> Tensor:
         """G + E for every item, (N+1, d)."""
-        table = self.item_embedding.weight
-        return propagate_item_embeddings(table, graph, self.gnn_layers) + table if self.gnn_layers else table
+        return graph_item_representations(self.item_embedding.weight, graph, self.gnn_layers)
 
     def forward(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> Tensor:
         """Encode left-padded sequences.
@@ -70,7 +69,9 @@ class Expert(nn.Module):
         valid = inputs != self.pad_id
         items = self.item_representations(graph) if items is None else items
         t = inputs.size(1)
-        x = items[inputs] * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
+        # index_select: its backward (index_add) is several times faster on CPU than that of items[inputs]
+        x = items.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
+        x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
         x = self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1)
         return self.encoder(x, valid)
 

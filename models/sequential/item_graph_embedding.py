@@ -1,27 +1,44 @@
-"""Graph-aware item embeddings (FMoE-CDSR paper Eq. 1): G = mean(E, A_hat E, ..., A_hat^L E)."""
+"""Graph-aware item embeddings (FMoE-CDSR paper Eq. 1) and the encoder's item input G + E."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
-def propagate_item_embeddings(embeddings: Tensor, graph: Tensor | None, num_layers: int) -> Tensor:
-    """Mean of the layer outputs of L rounds of ``A_hat @ E`` (LightGCN-style).
+def graph_item_representations(
+    embeddings: Tensor,
+    graph: Tensor | None,
+    num_layers: int,
+    dropout: nn.Module | None = None,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """G + E for every item, (N+1, d), with G the graph-aware embeddings of paper Eq. 1.
+
+    The paper's form (``dropout`` and ``bias`` None) is LightGCN's mean of the layer outputs,
+    ``G = mean(E, A_hat E, ..., A_hat^L E)``. The reference code's form propagates a dropped-out copy of the
+    table and adds a trainable bias: ``G = (E + A_hat drop(E) + ... + A_hat^L drop(E) + b) / (L + 1)``
+    (L = 1: ``(E + A_hat drop(E) + b) / 2``).
+
+    Both are computed as one fused sparse ``addmm`` per layer, ``E (1 + 1/(L+1)) + sum_l A_hat^l x / (L+1)``, in
+    fp32 outside autocast (the sparse matmul's backward does not handle a bf16-cast operand).
 
     Args:
         embeddings: (N+1, d) item embedding table E.
         graph: (N+1, N+1) sparse row-normalized transition matrix A_hat (see
-            :func:`lightning_fed.datamodules.sequential.item_graph.item_transition_graph`).
-        num_layers: L; 0 returns E unchanged.
+            :func:`lightning_fed.datamodules.sequential.item_graph.item_transition_graph`); None: no graph.
+        num_layers: L; 0 (or no graph) gives E + E's identity, i.e. E alone (no graph, as in SASRec).
+        dropout: applied to the propagated copy of E (the reference code's 0.3); None: none.
+        bias: (d,) trainable bias added to the sum of the layers (the reference code); None: none.
     """
     if num_layers == 0 or graph is None:
         return embeddings
-    total = embeddings
-    x = embeddings
-    for _ in range(num_layers):
-        # Propagate in fp32 outside autocast: its sparse.mm backward does not handle a bf16-cast operand.
-        with torch.autocast(embeddings.device.type, enabled=False):
-            x = torch.sparse.mm(graph, x.float())
-        total = total + x
-    return total / (num_layers + 1)
+    scale = 1.0 / (num_layers + 1)
+    with torch.autocast(embeddings.device.type, enabled=False):
+        table = embeddings.float()
+        x = table if dropout is None else dropout(table)
+        total = torch.sparse.addmm(table, graph, x, beta=1.0 + scale, alpha=scale)
+        for _ in range(num_layers - 1):
+            x = torch.sparse.mm(graph, x)
+            total = torch.sparse.addmm(total, graph, x, alpha=scale)
+        return total if bias is None else total + bias.float() * scale

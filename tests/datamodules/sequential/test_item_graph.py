@@ -1,7 +1,7 @@
 import torch
 
 from lightning_fed.datamodules.sequential.item_graph import item_transition_graph
-from lightning_fed.models.sequential.item_graph_embedding import propagate_item_embeddings
+from lightning_fed.models.sequential.item_graph_embedding import graph_item_representations
 
 
 def test_row_normalized_transition_counts():
@@ -19,11 +19,11 @@ def test_row_normalized_transition_counts():
     torch.testing.assert_close(graph.to_dense(), expected)
 
 
-def test_propagation_is_the_mean_of_layer_outputs():
+def test_item_input_is_the_mean_of_layer_outputs_plus_the_table():
     graph = item_transition_graph([[0, 1, 2], [2, 0]], num_items=3)
     table = torch.randn(4, 5)
     dense = graph.to_dense()
-    torch.testing.assert_close(propagate_item_embeddings(table, graph, 1), (table + dense @ table) / 2)
-    two = (table + dense @ table + dense @ dense @ table) / 3
-    torch.testing.assert_close(propagate_item_embeddings(table, graph, 2), two)
-    assert propagate_item_embeddings(table, graph, 0) is table
+    torch.testing.assert_close(graph_item_representations(table, graph, 1), (table + dense @ table) / 2 + table)
+    two = (table + dense @ table + dense @ dense @ table) / 3 + table
+    torch.testing.assert_close(graph_item_representations(table, graph, 2), two)
+    assert graph_item_representations(table, graph, 0) is table
