@@ -137,8 +137,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         del ctx.grads  # the saved gradients are used once
         scales = (grad_experts / ctx.denominator).tolist()
         grads = [
-            None if g is None else g.mul_(scales[j % len(scales)])
-            for j, g in enumerate([*grad_h, *grad_w, *grad_b])
+            None if g is None else g.mul_(scales[j % len(scales)]) for j, g in enumerate([*grad_h, *grad_w, *grad_b])
         ]
         if grad_gate is not None:
             grad_gate.mul_(float(grad_fused) / ctx.denominator)
