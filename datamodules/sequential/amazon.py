@@ -6,6 +6,7 @@ A client holds one domain: one :class:`SequenceDataModule` per domain.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from lightning_fed.datamodules.base import ScenarioDataModule
 from lightning_fed.datamodules.sequential.sequence_datamodule import SequenceDataModule
@@ -58,6 +59,8 @@ class CrossDomainScenario(ScenarioDataModule):
         max_sequences: int | None = None,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        training_order: Literal["reshuffle", "fixed"] = "reshuffle",
+        candidate_draws: Literal["independent", "reference"] = "independent",
     ) -> None:
         """Describe the scenario.
 
@@ -73,6 +76,10 @@ class CrossDomainScenario(ScenarioDataModule):
             max_sequences: keep only the first n lines of each split of each domain.
             num_workers: DataLoader workers per client.
             cache_dir: candidate cache directory.
+            training_order: ``"reshuffle"`` every epoch, or ``"fixed"``: the reference code's order and views
+                (see :class:`~lightning_fed.datamodules.sequential.sequence_datamodule.SequenceDataModule`).
+            candidate_draws: ``"independent"`` (the papers' protocol, per domain and split) or ``"reference"``:
+                the reference code's one NumPy stream through the domains in order (use ``candidate_seed: 42``).
         """
         super().__init__(domains, "data.init_args.domains")
         self.check_loader_arguments(batch_size, eval_batch_size, num_workers)
@@ -91,6 +98,8 @@ class CrossDomainScenario(ScenarioDataModule):
             max_sequences=max_sequences,
             num_workers=num_workers,
             cache_dir=cache_dir,
+            training_order=training_order,
+            candidate_draws=candidate_draws,
         )
 
     def source(self) -> SequenceSource:

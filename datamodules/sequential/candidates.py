@@ -4,6 +4,9 @@ For every validation/test sequence, ``num_negatives`` items are drawn uniformly 
 domain's items other than the target. The draw uses NumPy's PCG64 seeded from (seed, domain, split), so the
 candidates are identical across models, runs and machines; they are cached on disk under a key that includes
 the split's content, so a changed file never reuses stale candidates.
+
+:func:`reference_negatives` is the authors' draw instead (docs/specs/fmoe-cdsr.md, reference point 9): one legacy
+NumPy stream seeded once, every domain in scenario order, valid then test, draws with replacement.
 """
 
 from __future__ import annotations
@@ -108,3 +111,42 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray | None,
     if checksum != _checksum(negatives):
         return None, "checksum mismatch"
     return negatives, ""
+
+
+def reference_negatives(
+    targets: list[tuple[str, str, np.ndarray, int]], num_negatives: int, seed: int = 42
+) -> dict[tuple[str, str], np.ndarray]:
+    """The reference code's candidates, drawn from one NumPy stream through every (domain, split) in order.
+
+    ``np.random.seed(seed)`` once, then for every (domain, split) in the given order (the scenario's domains,
+    valid then test), for every sequence, ``num_negatives`` draws of ``np.random.randint(0, N)``, with
+    replacement, a draw equal to the target drawn again at once.
+
+    The draws come from a private ``RandomState(seed)`` (the global NumPy state is left alone); an array draw
+    of k values consumes the same stream as k scalar draws, so the accepted values are drawn k at a time: they
+    are the stream with the target's occurrences removed.
+
+    Args:
+        targets: ``(domain, split, targets, num_items)`` in draw order.
+        num_negatives: negatives per target (999).
+        seed: the global seed of the reference code (42).
+
+    Returns:
+        ``{(domain, split): (M, num_negatives) int64 array}``.
+    """
+    rng = np.random.RandomState(seed)
+    out = {}
+    for domain, split, split_targets, num_items in targets:
+        if num_items < 2:
+            raise DataFormatError(f"{domain}: cannot draw negatives other than the target from {num_items} item(s)")
+        negatives = np.empty((len(split_targets), num_negatives), dtype=np.int64)
+        for row, target in enumerate(split_targets):
+            # the accepted values are the stream without the target's occurrences; never draw past the last one
+            filled = 0
+            while filled < num_negatives:
+                draw = rng.randint(0, num_items, size=num_negatives - filled)
+                accepted = draw[draw != target]
+                negatives[row, filled : filled + len(accepted)] = accepted
+                filled += len(accepted)
+        out[(domain, split)] = negatives
+    return out

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from lightning_fed.datamodules.base import ClientDataModule
-from lightning_fed.datamodules.sequential.candidates import cached_negatives, default_cache_dir
+from lightning_fed.datamodules.sequential.candidates import cached_negatives, default_cache_dir, reference_negatives
 from lightning_fed.datamodules.sequential.item_graph import item_transition_graph
 from lightning_fed.datamodules.sequential.sequence_format import SequenceSplit, read_num_items, read_split
 from lightning_fed.datamodules.sequential.sequence_source import SequenceSource
+from lightning_fed.models.sequential.contrastive import shuffle_items
 
 #: Target value at positions without a next item (left padding); ignored by the losses.
 IGNORE_TARGET = -100
@@ -23,7 +26,9 @@ class SequenceDataModule(ClientDataModule):
 
     Batches:
         train: ``(inputs, targets)``, both (B, T) int64, left-padded with the padding id N; ``inputs`` are
-            ``items[:-1]`` and ``targets`` are ``items[1:]`` (IGNORE_TARGET at padded positions).
+            ``items[:-1]`` and ``targets`` are ``items[1:]`` (IGNORE_TARGET at padded positions). With
+            ``training_order="fixed"``: ``(inputs, targets, views)``, views being each sequence's contrastive view
+            (its items shuffled), drawn once.
         valid/test: ``(inputs, candidates)``: inputs (B, T) are ``items[:-1]``, and candidates (B, 1 + n) hold
             the target first, then its n sampled negatives.
 
@@ -47,6 +52,8 @@ class SequenceDataModule(ClientDataModule):
         max_sequences: int | None = None,
         num_workers: int = 0,
         cache_dir: str | Path | None = None,
+        training_order: Literal["reshuffle", "fixed"] = "reshuffle",
+        candidate_draws: Literal["independent", "reference"] = "independent",
     ) -> None:
         """Create the datamodule; files are read in :meth:`setup`.
 
@@ -63,6 +70,17 @@ class SequenceDataModule(ClientDataModule):
             max_sequences: keep only the first n lines of each split (for quick runs and tests).
             num_workers: DataLoader workers.
             cache_dir: where to cache the candidates (default :func:`default_cache_dir`).
+            training_order: ``"reshuffle"`` the training set every epoch (the views are drawn by the model at
+                every step); ``"fixed"``: the reference code's order (docs/specs/fmoe-cdsr.md, point 8): shuffled
+                once, the same order every epoch, the last batch filled up with the first sequences of that order,
+                and each sequence's contrastive view drawn once. Both draws are seeded by
+                (``candidate_seed``, domain).
+            candidate_draws: ``"independent"``: distinct negatives per (seed, domain, split) (see
+                :func:`~lightning_fed.datamodules.sequential.candidates.draw_negatives`); ``"reference"``: the
+                reference code's draws (point 9): one legacy NumPy stream seeded with ``candidate_seed`` (42 in
+                the reference) through every domain of the scenario in order, valid then test, with replacement.
+                The draws of a domain then depend on the earlier domains' validation and test targets, which are
+                read for it.
         """
         super().__init__(domain, batch_size, eval_batch_size, num_workers)
         self.source = source
@@ -73,6 +91,9 @@ class SequenceDataModule(ClientDataModule):
         self.candidate_seed = candidate_seed
         self.max_sequences = max_sequences
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.training_order = training_order
+        self.candidate_draws = candidate_draws
+        self._num_train_sequences: int | None = None
         self.num_items: int | None = None
         self.splits: dict[str, SequenceSplit] = {}
         self.item_graph: torch.Tensor | None = None
@@ -96,10 +117,54 @@ class SequenceDataModule(ClientDataModule):
             splits[split] = data
         self.splits = splits
         self.item_graph = item_transition_graph(splits["train"].sequences, num_items)
-        self.datasets["train"] = TensorDataset(*self._train_tensors(splits["train"].sequences, num_items))
+        train = self._train_tensors(splits["train"].sequences, num_items)
+        self._num_train_sequences = len(train[0])
+        if self.training_order == "fixed":
+            train = self._fixed_order(*train, num_items)
+        self.datasets["train"] = TensorDataset(*train)
+        negatives = self._reference_negatives(num_items) if self.candidate_draws == "reference" else {}
         for split in ("valid", "test"):
-            self.datasets[split] = TensorDataset(*self._eval_tensors(split, splits[split], num_items))
+            self.datasets[split] = TensorDataset(*self._eval_tensors(split, splits[split], num_items, negatives))
         self.num_items = num_items
+
+    @property
+    def num_train_examples(self) -> int:
+        """Training sequences of this client (its weight in FedAvg); a fixed order's filler is not counted."""
+        self.setup()
+        return self._num_train_sequences
+
+    def train_dataloader(self):  # noqa: D102
+        if self.training_order == "fixed":
+            return self._loader("train", self.batch_size, shuffle=False)
+        return super().train_dataloader()
+
+    def _seed(self, purpose: str) -> list[int]:
+        return [self.candidate_seed, zlib.crc32(self.domain.encode()), zlib.crc32(purpose.encode())]
+
+    def _fixed_order(self, inputs: torch.Tensor, targets: torch.Tensor, num_items: int) -> tuple[torch.Tensor, ...]:
+        """One shuffled order, padded to whole batches with its first sequences, and views drawn once."""
+        count = len(inputs)
+        order = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self._seed("order")))).permutation(count)
+        filler = (-count) % self.batch_size
+        order = torch.from_numpy(np.concatenate([order, np.resize(order, filler)]))
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence(self._seed("views")).generate_state(1)[0]))
+        views = shuffle_items(inputs, num_items, generator)
+        return inputs[order], targets[order], views[order]
+
+    def _reference_negatives(self, num_items: int) -> dict[tuple[str, str], np.ndarray]:
+        """The reference stream up to this domain: every earlier domain's validation and test targets first."""
+        draws = []
+        for domain in self.scenario_domains[: self.scenario_domains.index(self.domain) + 1]:
+            domain_items = num_items if domain == self.domain else read_num_items(self.source, domain)
+            for split in ("valid", "test"):
+                data = (
+                    self.splits[split]
+                    if domain == self.domain
+                    else read_split(self.source, domain, split, domain_items)
+                )
+                sequences = data.sequences[: self.max_sequences] if self.max_sequences is not None else data.sequences
+                draws.append((domain, split, np.array([seq[-1] for seq in sequences], dtype=np.int64), domain_items))
+        return reference_negatives(draws, self.num_negatives, self.candidate_seed)
 
     def _left_pad(self, rows: list[list[int]], value: int) -> torch.Tensor:
         out = torch.full((len(rows), self.max_seq_len), value, dtype=torch.long)
@@ -113,13 +178,18 @@ class SequenceDataModule(ClientDataModule):
         targets = self._left_pad([seq[1:] for seq in sequences], IGNORE_TARGET)
         return inputs, targets
 
-    def _eval_tensors(self, split: str, data: SequenceSplit, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _eval_tensors(
+        self, split: str, data: SequenceSplit, num_items: int, reference: dict[tuple[str, str], np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = self._left_pad([seq[:-1] for seq in data.sequences], num_items)
         targets = np.array([seq[-1] for seq in data.sequences], dtype=np.int64)
         content_key = f"{self.source.fingerprint()}|{self.domain}|{self.max_seq_len}"
-        negatives = cached_negatives(
-            targets, num_items, self.num_negatives, self.candidate_seed, self.domain, split, content_key,
-            self.cache_dir,
-        )  # fmt: skip
+        if reference:
+            negatives = reference[(self.domain, split)]
+        else:
+            negatives = cached_negatives(
+                targets, num_items, self.num_negatives, self.candidate_seed, self.domain, split, content_key,
+                self.cache_dir,
+            )  # fmt: skip
         candidates = torch.from_numpy(np.concatenate([targets[:, None], negatives], axis=1))
         return inputs, candidates

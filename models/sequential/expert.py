@@ -7,6 +7,7 @@ client's scores; only the encoder in between may come from another domain.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +27,17 @@ class Expert(nn.Module):
         max_seq_len: T.
         dropout: input dropout.
         gnn_layers: L of the item-graph propagation (0 disables the graph, as in SASRec).
+        embedding_init: ``"scaled"`` draws item embeddings from N(0, 1/d) (the method as written);
+            ``"standard_normal"`` from N(0, 1), nn.Embedding's default (the reference code, point 2). Position
+            embeddings are N(0, 1) either way; the padding row is zero.
+        graph_form: ``"mean"``: G is the mean of the layer outputs (Eq. 1); ``"dropout_bias"``: the reference
+            code's G = (E + A_hat drop(E) + b) / 2 (point 5), with the input dropout rate and a trainable bias b.
     """
 
     def __init__(
         self, num_items: int, encoder: SequenceEncoder, hidden_dim: int, max_seq_len: int, dropout: float,
-        gnn_layers: int,
+        gnn_layers: int, embedding_init: Literal["scaled", "standard_normal"] = "scaled",
+        graph_form: Literal["mean", "dropout_bias"] = "mean",
     ) -> None:  # fmt: skip
         super().__init__()
         self.pad_id = num_items
@@ -42,7 +49,11 @@ class Expert(nn.Module):
         self.input_dropout = Dropout(dropout)
         self.encoder = encoder
         self.head = nn.Linear(hidden_dim, num_items + 1)
-        nn.init.normal_(self.item_embedding.weight, std=hidden_dim**-0.5)
+        reference_graph = graph_form == "dropout_bias" and gnn_layers > 0
+        self.graph_dropout = Dropout(dropout) if reference_graph else None
+        self.graph_bias = nn.Parameter(torch.zeros(hidden_dim)) if reference_graph else None
+        std = 1.0 if embedding_init == "standard_normal" else hidden_dim**-0.5
+        nn.init.normal_(self.item_embedding.weight, std=std)
         with torch.no_grad():
             self.item_embedding.weight[num_items].zero_()
 
@@ -53,7 +64,9 @@ class Expert(nn.Module):
 
     def item_representations(self, graph: Tensor | None) -> Tensor:
         """G + E for every item, (N+1, d)."""
-        return graph_item_representations(self.item_embedding.weight, graph, self.gnn_layers)
+        return graph_item_representations(
+            self.item_embedding.weight, graph, self.gnn_layers, self.graph_dropout, self.graph_bias
+        )
 
     def forward(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> Tensor:
         """Encode left-padded sequences.

@@ -47,18 +47,23 @@ class FMoECDSRNet(nn.Module):
         freeze_global_experts: bool,
         gate: Literal["learned", "uniform"],
         gate_pooling: Literal["sample", "batch"],
-        variational: bool,
+        kl_regularizer: bool = False,
+        block_form: Literal["pre_norm", "sasrec"] = "pre_norm",
+        embedding_init: Literal["scaled", "standard_normal"] = "scaled",
+        graph_form: Literal["mean", "dropout_bias"] = "mean",
     ) -> None:
         super().__init__()
         self.local_index = local_index
         self.experts = nn.ModuleList(
             Expert(
                 num_items,
-                SequenceEncoder(hidden_dim, num_blocks, num_heads, dropout, variational=variational),
+                SequenceEncoder(hidden_dim, num_blocks, num_heads, dropout, block_form, kl_regularizer),
                 hidden_dim,
                 max_seq_len,
                 dropout,
                 gnn_layers,
+                embedding_init,
+                graph_form,
             )
             for _ in range(num_experts)
         )
@@ -104,6 +109,12 @@ class FMoECDSR(SequentialRecommendationTask):
 
     The paper's variants are configurations: Local Expert is ``experts="local"`` (with the LocalOnly strategy),
     w/o Gate Router is ``gate="uniform"``, w/o Freeze is ``freeze_global_experts=False``.
+
+    The authors' code differs from the paper in ten places (docs/specs/fmoe-cdsr.md, "The reference code, point by
+    point"); each is a flag whose default is the paper's method, and ``configs/variants/reference.yaml`` sets them
+    all: ``kl_regularizer`` (1), ``embedding_init`` (2), ``block_form`` (3), ``loss_normalization`` (4),
+    ``graph_form`` (5), ``adam_betas`` (6), ``gate_pooling`` (7); points 8-9 are the datamodule's
+    ``training_order`` and ``candidate_draws``, point 10 the Trainer's precision.
     """
 
     reconfigurable_arguments = ("ranking", "eval_experts")
@@ -121,14 +132,19 @@ class FMoECDSR(SequentialRecommendationTask):
         freeze_global_experts: bool = True,
         gate: Literal["learned", "uniform"] = "learned",
         gate_pooling: Literal["sample", "batch"] = "sample",
-        variational: bool = False,
-        anneal_cap: float = 0.2,
+        kl_regularizer: bool = False,
+        anneal_cap: float = 1.0,
         total_annealing_step: int = 10000,
+        block_form: Literal["pre_norm", "sasrec"] = "pre_norm",
+        embedding_init: Literal["scaled", "standard_normal"] = "scaled",
+        graph_form: Literal["mean", "dropout_bias"] = "mean",
+        loss_normalization: Literal["valid_positions", "all_positions"] = "valid_positions",
         loss_chunk_size: int = 512,
         backward: Literal["per_expert", "joint"] = "per_expert",
         eval_experts: list[str] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
         ranking: Literal["sampled", "full"] = "sampled",
     ) -> None:
         """Create the model (networks are built per client from its datamodule).
@@ -144,10 +160,23 @@ class FMoECDSR(SequentialRecommendationTask):
             experts: ``"all"``: one expert per scenario domain; ``"local"``: the Local Expert variant (K = 1).
             freeze_global_experts: freeze downloaded encoders (paper); False is "w/o Freeze".
             gate: ``"learned"`` router or ``"uniform"`` fusion ("w/o Gate Router").
-            gate_pooling: ``"sample"`` (paper) or ``"batch"`` (reference code) gate input.
-            variational: the reference code's variational encoder with an annealed KL term (off in the paper).
-            anneal_cap: maximum KL weight (variational only).
-            total_annealing_step: training steps over which the KL weight grows linearly to ``anneal_cap``.
+            gate_pooling: ``"sample"`` (paper) or ``"batch"``: one gate input per batch, the mean over the batch and
+                all positions (reference code, point 7).
+            kl_regularizer: the reference code's KL regulariser (point 1): a second (logvar) attention stack,
+                z = mu, and ``w_KL * KL`` added to each expert's loss with
+                ``w_KL = min(anneal_cap, step / total_annealing_step)``, step = this client's optimizer steps
+                (never reset). The KL is summed over the non-padding positions of the original sequences and
+                divided like the cross-entropies (``loss_normalization``). Off: the paper does not describe it.
+            anneal_cap: maximum KL weight (1.0 for FKCB, 0.01 for MBG and SGH in the reference code).
+            total_annealing_step: steps over which the KL weight grows linearly to ``anneal_cap`` (10000).
+            block_form: ``"pre_norm"`` (GPT-style blocks, as written) or ``"sasrec"`` (reference code, point 3).
+            embedding_init: ``"scaled"`` N(0, 1/d) item embeddings, or ``"standard_normal"`` N(0, 1) (reference
+                code, point 2).
+            graph_form: ``"mean"`` (Eq. 1, LightGCN-style mean) or ``"dropout_bias"``:
+                G = (E + A_hat drop(E) + b) / 2 (reference code, point 5).
+            loss_normalization: ``"valid_positions"``: each cross-entropy (and KL) is a mean over the positions
+                that have a target; ``"all_positions"``: a masked sum divided by B * T, padding counted (reference
+                code, point 4; the contrast, a mean over the batch, then weighs about twice as much).
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy (memory knob, same math).
             backward: ``"per_expert"`` backpropagates one expert at a time (only one expert's activations alive:
                 least memory); ``"joint"`` computes all experts' losses and the fusion loss in one pass over
@@ -157,9 +186,10 @@ class FMoECDSR(SequentialRecommendationTask):
                 the gate weights of the kept experts are renormalized to sum to 1.
             lr: Adam learning rate (1e-3).
             weight_decay: Adam weight decay.
+            adam_betas: Adam's (beta1, beta2): PyTorch's (0.9, 0.999), or the reference code's (0.9, 0.98) (point 6).
             ranking: ``"sampled"`` (papers) or ``"full"`` ranking at evaluation.
         """
-        super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking)
+        super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking, adam_betas=adam_betas)
         self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         self.save_hyperparameters()
@@ -195,7 +225,10 @@ class FMoECDSR(SequentialRecommendationTask):
             freeze_global_experts=hp.freeze_global_experts,
             gate=hp.gate,
             gate_pooling=hp.gate_pooling,
-            variational=hp.variational,
+            kl_regularizer=hp.kl_regularizer,
+            block_form=hp.block_form,
+            embedding_init=hp.embedding_init,
+            graph_form=hp.graph_form,
         )
         self.register_buffer("item_graph", datamodule.item_graph, persistent=False)
 
@@ -236,51 +269,56 @@ class FMoECDSR(SequentialRecommendationTask):
     def _encode_all(self, inputs: Tensor) -> list[Tensor]:
         return [self._encode(expert, inputs, None)[0] for expert in self.net.experts]
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:  # noqa: D102
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
         optimizer = self.optimizers()
         optimizer.zero_grad()
         loss = self.backward_step(batch, self.manual_backward)
         optimizer.step()
         return loss
 
-    def backward_step(
-        self, batch: tuple[Tensor, Tensor], backward: Callable[[Tensor], None] = Tensor.backward
-    ) -> Tensor:
+    def backward_step(self, batch: tuple[Tensor, ...], backward: Callable[[Tensor], None] = Tensor.backward) -> Tensor:
         """Compute the client loss and its gradients, one expert at a time; return the (detached) loss.
 
         The experts' gradients are independent (gradient isolation, Eq. 6) and the gate sees only detached
         expert outputs (Eqs. 7-9), so expert j's forward and backward run before expert j+1's forward: only one
         expert's activations are alive at a time. The gradients equal those of one backward pass through
-        ``sum_j (L_next^j + beta * L_cl^j) + L_fuse``.
+        ``sum_j (L_next^j + beta * L_cl^j + w_KL * KL_j) + L_fuse``.
 
         Args:
-            batch: ``(inputs, targets)``.
+            batch: ``(inputs, targets)``, or ``(inputs, targets, views)`` when the datamodule draws the
+                contrastive views once (``training_order="fixed"``); otherwise the views are drawn here.
             backward: how to backpropagate a loss (``self.manual_backward`` inside a Trainer).
         """
-        inputs, targets = batch
+        inputs, targets = batch[0], batch[1]
         hp = self.hparams
         rows = targets != self.ignore_target
         row_targets = targets[rows]
-        augmented = shuffle_items(inputs, self.pad_id) if hp.contrastive_weight > 0 else None
+        augmented = None
+        if hp.contrastive_weight > 0:
+            augmented = batch[2] if len(batch) > 2 else shuffle_items(inputs, self.pad_id)
+        # reference code (point 4): masked sums over B * T positions, padding counted; else means over the rows
+        denominator = targets.numel() if hp.loss_normalization == "all_positions" else max(1, row_targets.numel())
         kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
         if hp.backward == "joint":
-            return self._joint_backward_step(inputs, rows, row_targets, augmented, kl_weight, backward)
+            return self._joint_backward_step(inputs, rows, row_targets, augmented, denominator, kl_weight, backward)
         totals = {"next_item": 0.0, "contrast": 0.0, "kl": 0.0}
         outputs = []
         for expert in self.net.experts:
             z, view = self._encode(expert, inputs, augmented)
             (next_item,), _ = mixture_cross_entropy(
-                [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.loss_chunk_size
-            )
+                [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.loss_chunk_size,
+                denominator=denominator,
+            )  # fmt: skip
             loss = next_item
             totals["next_item"] += next_item.detach()
             if view is not None:
                 contrast = nt_xent(z[:, -1], view[:, -1], hp.temperature)
                 loss = loss + hp.contrastive_weight * contrast
                 totals["contrast"] += contrast.detach()
-            if hp.variational:
-                loss = loss + kl_weight * expert.encoder.last_kl
-                totals["kl"] += expert.encoder.last_kl.detach()
+            if hp.kl_regularizer:
+                kl = expert.encoder.last_kl[: len(inputs)].sum() / denominator  # the original sequences' KL
+                loss = loss + kl_weight * kl
+                totals["kl"] += kl.detach()
             backward(loss)
             outputs.append(z.detach())
         total = totals["next_item"] + hp.contrastive_weight * totals["contrast"] + kl_weight * totals["kl"]
@@ -294,6 +332,7 @@ class FMoECDSR(SequentialRecommendationTask):
                 row_targets,
                 gate=self.net.gate_weights(outputs, rows),
                 chunk_size=hp.loss_chunk_size,
+                denominator=denominator,
             )
             backward(fusion)
             total = total + fusion.detach()
@@ -306,6 +345,7 @@ class FMoECDSR(SequentialRecommendationTask):
         rows: Tensor,
         row_targets: Tensor,
         augmented: Tensor | None,
+        denominator: int,
         kl_weight: float,
         backward: Callable[[Tensor], None],
     ) -> Tensor:
@@ -320,6 +360,7 @@ class FMoECDSR(SequentialRecommendationTask):
             row_targets,
             gate=self.net.gate_weights(outputs, rows) if self.net.gate is not None else None,
             chunk_size=hp.loss_chunk_size,
+            denominator=denominator,
         )
         loss = next_item.sum() + fusion
         logs = {"train/next_item": next_item.detach().sum()}
@@ -329,16 +370,15 @@ class FMoECDSR(SequentialRecommendationTask):
             contrast = torch.stack([nt_xent(z[:, -1], v[:, -1], hp.temperature) for z, v in pairs]).sum()
             loss = loss + hp.contrastive_weight * contrast
             logs["train/contrast"] = contrast.detach()
-        if hp.variational:
-            kl = torch.stack([expert.encoder.last_kl for expert in self.net.experts]).sum()
+        if hp.kl_regularizer:
+            kl = sum(expert.encoder.last_kl[: len(inputs)].sum() for expert in self.net.experts) / denominator
             loss = loss + kl_weight * kl
             logs["train/kl"] = kl.detach()
         backward(loss)
         return self._finish_step(logs, loss.detach(), len(inputs))
 
     def _finish_step(self, logs: dict[str, Tensor], total: Tensor, batch_size: int) -> Tensor:
-        if self.hparams.variational:
-            self.annealing_step += 1
+        self.annealing_step += 1  # the client's optimizer steps, never reset (the KL weight's clock)
         logs["train/loss"] = total
         if self._trainer is not None:
             self.log_dict(logs, batch_size=batch_size)
@@ -350,7 +390,8 @@ class FMoECDSR(SequentialRecommendationTask):
 
         The encoders run in the training precision; the scores, the gate and the fusion in fp32 outside autocast.
         """
-        encoded = [z[:, -1] for z in self._encode_all(inputs)]  # every expert: the gate reads them all
+        full = self._encode_all(inputs)  # every expert: the gate reads them all
+        encoded = [z[:, -1] for z in full]
         eval_experts = self.hparams.eval_experts or self.expert_domains  # an empty list is rejected at build
         kept = [j for j, domain in enumerate(self.expert_domains) if domain in eval_experts]
         with full_precision(inputs.device):
@@ -358,7 +399,10 @@ class FMoECDSR(SequentialRecommendationTask):
             scores = {j: self.net.experts[j].candidate_scores(last[j], candidates) for j in kept}
             if len(self.expert_domains) == 1:
                 return scores[0]
-            gate = self.net.gate_weights(last).float()
+            if self.hparams.gate_pooling == "batch":  # one gate vector from every position of the batch
+                gate = self.net.gate_weights([z.float() for z in full])[:, -1].float()
+            else:
+                gate = self.net.gate_weights(last).float()
             if len(kept) < len(self.expert_domains):
                 gate = gate[:, kept] / gate[:, kept].sum(-1, keepdim=True)  # renormalized over the kept experts
             return sum(gate[:, i : i + 1] * scores[j] for i, j in enumerate(kept))

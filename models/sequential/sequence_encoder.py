@@ -6,25 +6,36 @@ nothing about a domain's items or users is in its weights' shapes.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
 
+BlockForm = Literal["pre_norm", "sasrec"]
+
 
 class CausalSelfAttentionBlock(nn.Module):
-    """Pre-LayerNorm block: x + MHA(LN(x)) then x + FFN(LN(x)), as in SASRec.
+    """One causal self-attention block, in one of two forms (docs/specs/fmoe-cdsr.md, Eq. 2 and reference point 3).
 
-    It works on packed tokens (the non-padding positions only): every token-wise layer skips the padding,
-    and only the attention scatters the tokens back into (B, T) to attend.
+    - ``"pre_norm"`` (GPT style, the method as written): ``x + drop(MHA(LN(x)))`` then ``x + drop(FFN(LN(x)))``;
+      a query attends to the non-padding keys at or before its position.
+    - ``"sasrec"`` (the reference code): ``Q = LN(x)``, ``x = Q + MHA(Q, K = x, V = x)`` (the residual from the
+      normalized input; keys and values from the raw stream), ``x = LN'(x)``, ``x = x + FFN(x)``; no key-padding
+      mask (padding keys, whose stream is zero, project to the key and value biases); dropout only on the
+      attention probabilities and inside the FFN.
+
+    It works on packed tokens (the non-padding positions only): every token-wise layer skips the padding, and
+    only the attention scatters the tokens back into (B, T) to attend.
     """
 
-    def __init__(self, hidden_dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float, form: BlockForm = "pre_norm") -> None:
         super().__init__()
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
+        self.form = form
         self.num_heads = num_heads
-        self.dropout = dropout
         self.attn_norm = nn.LayerNorm(hidden_dim)
         self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.out = nn.Linear(hidden_dim, hidden_dim)
@@ -38,6 +49,29 @@ class CausalSelfAttentionBlock(nn.Module):
         self.resid_dropout = Dropout(dropout)
         self.attn_dropout = Dropout(dropout)
 
+    def _attend(
+        self, q: Tensor, kv_source: Tensor | None, tokens: Tensor, shape: tuple[int, int], mask: Tensor
+    ) -> Tensor:
+        """Multi-head attention of packed queries (N, d) over keys/values projected from packed ``kv_source``."""
+        (b, t), d = shape, q.size(-1)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if kv_source is None:
+            qkv = self.qkv(q)
+            full = qkv.new_zeros(b * t, 3 * d)
+        else:
+            q_part = nn.functional.linear(q, weight[:d], bias[:d])
+            qkv = torch.cat([q_part, nn.functional.linear(kv_source, weight[d:], bias[d:])], -1)
+            # a padding position's stream is zero: its key and value are the biases
+            full = torch.cat([qkv.new_zeros(1, d), bias[d:].to(qkv.dtype)[None]], -1).expand(b * t, 3 * d).clone()
+        full = full.index_copy(0, tokens, qkv)
+        q, k, v = full.view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        # Written out rather than F.scaled_dot_product_attention: on CPU its path with a mask and dropout
+        # upcasts bf16 inputs to fp32 and keeps those copies for the backward pass.
+        scores = (q @ k.transpose(-1, -2)) * (q.size(-1) ** -0.5)
+        probs = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1).to(v.dtype)
+        attn = self.attn_dropout(probs) @ v
+        return self.out(attn.transpose(1, 2).reshape(b * t, d).index_select(0, tokens))
+
     def forward(self, x: Tensor, tokens: Tensor, shape: tuple[int, int], attn_mask: Tensor) -> Tensor:
         """Apply the block.
 
@@ -47,50 +81,73 @@ class CausalSelfAttentionBlock(nn.Module):
             shape: (B, T).
             attn_mask: (B, 1, T, T) boolean, True where a query may attend to a key.
         """
-        (b, t), d = shape, x.size(-1)
-        qkv = self.qkv(self.attn_norm(x))
-        full = qkv.new_zeros(b * t, 3 * d).index_copy(0, tokens, qkv)
-        q, k, v = full.view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        # Written out rather than F.scaled_dot_product_attention: on CPU its path with a mask and dropout
-        # upcasts bf16 inputs to fp32 and keeps those copies for the backward pass.
-        scores = (q @ k.transpose(-1, -2)) * (q.size(-1) ** -0.5)
-        probs = torch.softmax(scores.float().masked_fill(~attn_mask, float("-inf")), dim=-1).to(v.dtype)
-        attn = self.attn_dropout(probs) @ v
-        attn = attn.transpose(1, 2).reshape(b * t, d).index_select(0, tokens)
-        x = x + self.resid_dropout(self.out(attn))
+        if self.form == "sasrec":
+            q = self.attn_norm(x)
+            x = self.ffn_norm(q + self._attend(q, x, tokens, shape, attn_mask))
+            return x + self.resid_dropout(self.ffn(x))
+        x = x + self.resid_dropout(self._attend(self.attn_norm(x), None, tokens, shape, attn_mask))
         return x + self.resid_dropout(self.ffn(self.ffn_norm(x)))
 
 
+def run_blocks(
+    blocks: nn.ModuleList, final_norm: nn.LayerNorm, h: Tensor, tokens: Tensor, shape: tuple[int, int], mask: Tensor
+) -> Tensor:
+    """Apply a stack of blocks and its final LayerNorm to packed tokens."""
+    for block in blocks:
+        h = block(h, tokens, shape, mask)
+    return final_norm(h)
+
+
 class SequenceEncoder(nn.Module):
-    """Stack of causal self-attention blocks and a final LayerNorm: z_t depends on positions <= t only.
+    """Causal self-attention blocks and a final LayerNorm: z_t depends on positions <= t only.
 
-    Padding positions output zero (docs/specs/fmoe-cdsr.md zeroes them after every block); a query attends to the
-    non-padding keys at or before its position. Token-wise layers run on the non-padding tokens only,
-    which gives the same outputs as computing and zeroing the padding.
+    Padding positions output zero (docs/specs/fmoe-cdsr.md zeroes them after every block). Token-wise layers run
+    on the non-padding tokens only, which gives the same outputs as computing and zeroing the padding.
 
-    With ``variational=True`` (the reference code's option, off in the paper) the output is a Gaussian
-    sample ``mu + sigma * eps`` during training (``mu`` at evaluation), and :attr:`last_kl` holds the KL term.
+    With ``kl_regularizer=True`` (the reference code, point 1 of the spec's list) the encoder is two stacks, mu and
+    logvar, over the same input; the output is z = mu (never sampled), and :attr:`last_kl` holds the summed KL
+    divergence ``-1/2 sum_d (1 + logvar - mu^2 - exp(logvar))`` over the non-padding positions. Both stacks are
+    the encoder: both leave the client.
+
+    Args:
+        hidden_dim: d.
+        num_blocks: blocks per stack.
+        num_heads: attention heads.
+        dropout: dropout rate.
+        block_form: ``"pre_norm"`` (the method as written) or ``"sasrec"`` (the reference code); see
+            :class:`CausalSelfAttentionBlock`.
+        kl_regularizer: the reference code's second (logvar) stack and KL term.
     """
 
     def __init__(
-        self, hidden_dim: int, num_blocks: int, num_heads: int, dropout: float, variational: bool = False
+        self,
+        hidden_dim: int,
+        num_blocks: int,
+        num_heads: int,
+        dropout: float,
+        block_form: BlockForm = "pre_norm",
+        kl_regularizer: bool = False,
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(CausalSelfAttentionBlock(hidden_dim, num_heads, dropout) for _ in range(num_blocks))
-        self.final_norm = nn.LayerNorm(hidden_dim)
-        self.variational = variational
-        if variational:
-            self.mu = nn.Linear(hidden_dim, hidden_dim)
-            self.logvar = nn.Linear(hidden_dim, hidden_dim)
+        self.block_form = block_form
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                CausalSelfAttentionBlock(hidden_dim, num_heads, dropout, block_form) for _ in range(num_blocks)
+            )
+
+        self.blocks, self.final_norm = stack(), nn.LayerNorm(hidden_dim)  # the output (mu) stack
+        self.logvar_blocks = stack() if kl_regularizer else None
+        self.logvar_norm = nn.LayerNorm(hidden_dim) if kl_regularizer else None
         self.last_kl: Tensor | None = None
 
-    @staticmethod
-    def attention_mask(valid: Tensor) -> Tensor:
-        """(B, 1, T, T) mask: causal and non-padding keys, plus the diagonal (no empty softmax rows)."""
+    def attention_mask(self, valid: Tensor) -> Tensor:
+        """(B, 1, T, T) mask: causal, plus (pre-norm form) non-padding keys only; the diagonal always."""
         t = valid.size(1)
-        causal = torch.ones(t, t, dtype=torch.bool, device=valid.device).tril()
-        mask = causal & valid[:, None, :]
-        return (mask | torch.eye(t, dtype=torch.bool, device=valid.device)).unsqueeze(1)
+        mask = torch.ones(t, t, dtype=torch.bool, device=valid.device).tril().expand(valid.size(0), t, t)
+        if self.block_form == "pre_norm":
+            mask = (mask & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=valid.device)
+        return mask.unsqueeze(1)
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
         """Encode.
@@ -106,11 +163,9 @@ class SequenceEncoder(nn.Module):
         tokens = valid.reshape(-1).nonzero().squeeze(1)
         h = x.reshape(b * t, d).index_select(0, tokens)
         mask = self.attention_mask(valid)
-        for block in self.blocks:
-            h = block(h, tokens, (b, t), mask)
-        h = self.final_norm(h)
-        if self.variational:
-            mu, logvar = self.mu(h), self.logvar(h).clamp(-10.0, 10.0)
-            self.last_kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean()
-            h = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-        return h.new_zeros(b * t, d).index_copy(0, tokens, h).view(b, t, d)
+        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
+        if self.logvar_blocks is not None:
+            logvar = run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask).float()
+            kl = -0.5 * (1 + logvar - mu.float().pow(2) - logvar.exp()).sum(-1)
+            self.last_kl = kl.new_zeros(b).index_add_(0, tokens // t, kl)
+        return mu.new_zeros(b * t, d).index_copy(0, tokens, mu).view(b, t, d)

@@ -32,20 +32,25 @@ class SequentialRecommendationTask(FederatedTask):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ranking: Literal["sampled", "full"] = "sampled",
+        adam_betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         """Create the task.
 
         Args:
             lr: Adam learning rate.
             weight_decay: Adam weight decay.
+            adam_betas: Adam's (beta1, beta2).
             ranking: ``"sampled"`` ranks the target among the datamodule's fixed candidates (the papers'
                 protocol); ``"full"`` ranks it among all of the domain's items.
         """
         super().__init__()
         if not lr > 0:
             raise ConfigurationError(f"model.init_args.lr must be positive, got {lr}")
+        if len(adam_betas) != 2 or not all(0.0 <= beta < 1.0 for beta in adam_betas):
+            raise ConfigurationError(f"model.init_args.adam_betas must be two numbers in [0, 1), got {adam_betas}")
         self.lr = lr
         self.weight_decay = weight_decay
+        self.adam_betas = tuple(adam_betas)
         self.ranking = ranking
         self.pad_id: int | None = None
         self.ignore_target: int | None = None
@@ -98,7 +103,7 @@ class SequentialRecommendationTask(FederatedTask):
         """Adam over the trainable parameters (frozen downloaded encoders are not in it)."""
         params = [p for p in self.parameters() if p.requires_grad]
         # fused: one kernel per parameter, no foreach temporaries the size of all parameters
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.adam_betas, weight_decay=self.weight_decay, fused=True)
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: RankingMetrics) -> None:
         inputs, candidates = batch

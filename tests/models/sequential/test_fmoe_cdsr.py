@@ -133,8 +133,8 @@ def test_batch_gate_pooling_makes_a_sample_depend_on_its_batch(food):
         assert torch.allclose(alone, together, atol=1e-6) != depends
 
 
-def test_full_ranking_and_variational_options_run(food):
-    model = build(food, ranking="full", variational=True, total_annealing_step=2)
+def test_full_ranking_and_kl_regularizer_options_run(food):
+    model = build(food, ranking="full", kl_regularizer=True, total_annealing_step=2)
     one_step(model, next(iter(food.train_dataloader())))
     assert model.annealing_step.item() == 1
     model.eval()
