@@ -46,16 +46,26 @@ class _Workspace:
 WORKSPACE = _Workspace()
 
 
-def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
-    """Write softmax(logits) into ``probs``; return the rows' cross-entropies ``lse - y_t`` (fp32).
+#: Below this probability the target's cross-entropy is taken from an exact log-sum-exp instead of -log(p_t)
+#: (fp32 exp underflows near 1e-38; a trained model's p_t is many orders above this).
+_SMALLEST_EXACT_PROBABILITY = 1e-30
 
-    The fused softmax kernel is several times faster than exp on CPU. The log-sum-exp comes from the largest
-    probability, ``lse = max(y) - log(p_max)``, which never underflows (p_max >= 1/C).
+
+def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
+    """Write softmax(logits) into ``probs``; return the rows' cross-entropies ``-log p_t`` (fp32).
+
+    The fused softmax kernel is several times faster than exp on CPU, and reading the loss off the target's
+    probability saves the two passes a log-sum-exp would take. Rows whose p_t is too small for that (an extreme
+    logit gap) get ``logsumexp(y) - y_t`` from the logits, which ``probs`` does not overwrite.
     """
-    peak = logits.amax(1)
-    target_logits = logits.gather(1, targets).squeeze(1)
     torch.softmax(logits, 1, out=probs)
-    return peak - probs.amax(1).log() - target_logits
+    target_probs = probs.gather(1, targets).squeeze(1)
+    losses = -target_probs.log()
+    tiny = (target_probs < _SMALLEST_EXACT_PROBABILITY).nonzero().squeeze(1)
+    if len(tiny):
+        rows = logits[tiny]
+        losses[tiny] = torch.logsumexp(rows, 1) - rows.gather(1, targets[tiny]).squeeze(1)
+    return losses
 
 
 class _MixtureCrossEntropy(torch.autograd.Function):

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -70,3 +72,17 @@ def test_a_gate_only_call_skips_the_expert_losses():
     _, ref_fused = naive(hs, ws, bs, targets, gate)
     torch.testing.assert_close(fused, ref_fused)
     torch.testing.assert_close(torch.autograd.grad(fused, gate)[0], torch.autograd.grad(ref_fused, gate)[0])
+
+
+def test_an_extreme_logit_gap_keeps_the_exact_loss_and_gradient():
+    # the target's logit is 200 below the others: p_t underflows in fp32, the loss is still ~200 + log(C - 1)
+    h = [torch.tensor([[1.0], [1.0]], requires_grad=True)]
+    w = [torch.tensor([[-100.0], [100.0], [100.0]], requires_grad=True)]
+    b = [torch.zeros(3, requires_grad=True)]
+    targets = torch.tensor([0, 1])
+    (loss,), _ = mixture_cross_entropy(h, w, b, targets)
+    logits = h[0] @ w[0].t() + b[0]
+    want = F.cross_entropy(logits, targets)
+    torch.testing.assert_close(loss, want)
+    assert abs(loss.item() - (200 + math.log(2) + math.log(2)) / 2) < 1e-4  # row 1: 200 + log 2; row 2: log 2
+    torch.testing.assert_close(torch.autograd.grad(loss, w)[0], torch.autograd.grad(want, w)[0])
