@@ -32,12 +32,13 @@ class Expert(nn.Module):
             embeddings are N(0, 1) either way; the padding row is zero.
         graph_form: ``"mean"``: G is the mean of the layer outputs (Eq. 1); ``"dropout_bias"``: the reference
             code's G = (E + A_hat drop(E) + b) / 2 (point 5), with the input dropout rate and a trainable bias b.
+        input_norm_eps: eps of the input LayerNorm (FedDCSR's baselines use 1e-12).
     """
 
     def __init__(
         self, num_items: int, encoder: SequenceEncoder, hidden_dim: int, max_seq_len: int, dropout: float,
         gnn_layers: int, embedding_init: Literal["scaled", "standard_normal"] = "scaled",
-        graph_form: Literal["mean", "dropout_bias"] = "mean",
+        graph_form: Literal["mean", "dropout_bias"] = "mean", input_norm_eps: float = 1e-5,
     ) -> None:  # fmt: skip
         super().__init__()
         self.pad_id = num_items
@@ -45,7 +46,7 @@ class Expert(nn.Module):
         self.gnn_layers = gnn_layers
         self.item_embedding = nn.Embedding(num_items + 1, hidden_dim, padding_idx=num_items)
         self.position_embedding = nn.Embedding(max_seq_len, hidden_dim)
-        self.input_norm = nn.LayerNorm(hidden_dim)
+        self.input_norm = nn.LayerNorm(hidden_dim, eps=input_norm_eps)
         self.input_dropout = Dropout(dropout)
         self.encoder = encoder
         self.head = nn.Linear(hidden_dim, num_items + 1)

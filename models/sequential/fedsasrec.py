@@ -76,8 +76,8 @@ class FedSASRec(SequentialRecommendationTask):
             state = payload[GLOBAL]
             self.expert.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()})
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:  # noqa: D102
-        inputs, targets = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
+        inputs, targets = batch[0], batch[1]  # a fixed-order datamodule adds views, which SASRec does not use
         rows = targets != self.ignore_target
         z = self.expert(inputs, None)
         (loss,), _ = mixture_cross_entropy(

@@ -1,0 +1,85 @@
+"""Sequence augmentations of the contrastive baselines: crop, mask, reorder (docs/specs/baselines.md).
+
+CL4SRec (Xie et al., "Contrastive Learning for Sequential Recommendation", ICDE 2022) as used by FedDCSR's
+baselines, on the n real items of a left-padded input sequence:
+
+- crop keeps floor(0.6 n) consecutive items from a uniformly random start;
+- mask sets floor(0.3 n) random positions to the padding id (there is no [mask] token);
+- reorder shuffles a random window of floor(0.6 n) consecutive items.
+
+Views are left-padded again. Every function works on a whole batch at once and draws from ``generator``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Augmentation = Literal["crop", "mask", "reorder"]
+AUGMENTATIONS: tuple[Augmentation, ...] = ("crop", "mask", "reorder")
+
+
+def _lengths(inputs: Tensor, pad_id: int) -> Tensor:
+    return (inputs != pad_id).sum(1)
+
+
+def _uniform_start(span: Tensor, generator: torch.Generator | None) -> Tensor:
+    """A uniform integer in [0, span] per row."""
+    draws = torch.rand(span.shape, generator=generator, device=span.device)
+    return torch.minimum((draws * (span + 1)).floor().long(), span)
+
+
+def crop(inputs: Tensor, pad_id: int, ratio: float = 0.6, generator: torch.Generator | None = None) -> Tensor:
+    """Keep floor(ratio * n) consecutive real items of each row from a uniform start, left-padded again."""
+    t = inputs.size(1)
+    n = _lengths(inputs, pad_id)
+    keep = (ratio * n).floor().long()
+    start = _uniform_start(n - keep, generator)  # offset of the kept window among the real items
+    # output position p holds the (keep - (t - p))-th kept item, i.e. real item start + keep - (t - p)
+    positions = torch.arange(t, device=inputs.device)
+    source = (t - n + start + keep)[:, None] - (t - positions)[None, :]
+    valid = positions[None, :] >= (t - keep)[:, None]
+    out = inputs.gather(1, source.clamp(0, t - 1))
+    return out.masked_fill(~valid, pad_id)
+
+
+def mask(inputs: Tensor, pad_id: int, ratio: float = 0.3, generator: torch.Generator | None = None) -> Tensor:
+    """Set floor(ratio * n) uniformly chosen real positions of each row to the padding id."""
+    real = inputs != pad_id
+    count = (ratio * real.sum(1)).floor().long()
+    keys = torch.rand(inputs.shape, generator=generator, device=inputs.device).masked_fill(~real, 2.0)
+    rank = keys.argsort(1).argsort(1)  # the real positions take ranks 0..n-1 in random order
+    return inputs.masked_fill(rank < count[:, None], pad_id)
+
+
+def reorder(inputs: Tensor, pad_id: int, ratio: float = 0.6, generator: torch.Generator | None = None) -> Tensor:
+    """Shuffle a uniformly placed window of floor(ratio * n) consecutive real items of each row."""
+    t = inputs.size(1)
+    n = _lengths(inputs, pad_id)
+    width = (ratio * n).floor().long()
+    begin = (t - n + _uniform_start(n - width, generator))[:, None]  # the window's first column
+    positions = torch.arange(t, device=inputs.device, dtype=torch.float)[None, :].expand(len(inputs), t)
+    inside = (positions >= begin) & (positions < begin + width[:, None])
+    # outside the window a position keeps its own (integer) key; inside, keys are uniform in [begin, begin +
+    # width), so sorting the keys permutes the window's items among themselves and leaves the rest in place
+    noise = begin + torch.rand(inputs.shape, generator=generator, device=inputs.device) * width[:, None]
+    keys = torch.where(inside, noise, positions)
+    return inputs.gather(1, keys.argsort(1))
+
+
+def augment(inputs: Tensor, pad_id: int, operators: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Apply one operator per row: ``operators`` (B,) indexes :data:`AUGMENTATIONS` (0 crop, 1 mask, 2 reorder)."""
+    views = torch.stack(
+        [crop(inputs, pad_id, generator=generator), mask(inputs, pad_id, generator=generator),
+         reorder(inputs, pad_id, generator=generator)]
+    )  # fmt: skip
+    return views.gather(0, operators.view(1, -1, 1).expand(1, *inputs.shape)).squeeze(0)
+
+
+def two_distinct_operators(batch_size: int, device: torch.device, generator: torch.Generator | None = None):
+    """Per row, two different operators drawn without replacement (CL4SRec's pair of views)."""
+    keys = torch.rand(batch_size, len(AUGMENTATIONS), generator=generator, device=device)
+    order = keys.argsort(1)
+    return order[:, 0], order[:, 1]

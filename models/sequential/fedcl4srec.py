@@ -1,0 +1,117 @@
+"""FedCL4SRec: CL4SRec trained with FedAvg over its sequence encoder (a FedDCSR / FMoE-CDSR baseline).
+
+CL4SRec: Xie et al., "Contrastive Learning for Sequential Recommendation", ICDE 2022. Federated as in FedDCSR
+(Zhang et al., SDM 2024), whose code ran the FMoE-CDSR paper's baselines; docs/specs/baselines.md, "FedCL4SRec".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lightning_fed.errors import check_integer
+from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.augmentations import augment, two_distinct_operators
+from lightning_fed.models.sequential.contrastive import nt_xent
+from lightning_fed.models.sequential.expert import Expert
+from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.task import SequentialRecommendationTask
+from lightning_fed.strategies.base import GLOBAL
+
+
+class FedCL4SRec(SequentialRecommendationTask):
+    """CL4SRec client: local embeddings, positions, input norm and head around a FedAvg-shared SA(2) encoder.
+
+    Loss: ``L_rec + lambda * NCE(h'_T, h''_T)``: the next-item cross-entropy at every position, plus the
+    contrast of two views of each sequence made by two different operators among crop, mask and reorder
+    (drawn without replacement, every step), both encoded with dropout on, compared at the last position (the
+    sequence itself is not in the contrast). Only the encoder is averaged.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.3,
+        contrastive_weight: float = 0.1,
+        temperature: float = 1.0,
+        loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
+        loss_chunk_size: int = 512,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.98),
+        ranking: Literal["sampled", "full"] = "sampled",
+    ) -> None:
+        """Create the model (built per client from its datamodule); defaults are FedDCSR's.
+
+        Args:
+            hidden_dim: d (256).
+            num_blocks: self-attention blocks (2).
+            num_heads: attention heads (4).
+            dropout: dropout (0.3).
+            contrastive_weight: lambda (0.1, hard-coded in FedDCSR's trainer).
+            temperature: tau of the NCE (1.0).
+            loss_normalization: ``"all_positions"``: the cross-entropy's masked sum divided by B * T, padding
+                counted (the code); ``"valid_positions"``: a mean over the positions with a target.
+            loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
+            lr: Adam learning rate (1e-3).
+            weight_decay: Adam weight decay (0: FedDCSR's 5e-4 never reaches its optimizer).
+            adam_betas: Adam's betas ((0.9, 0.98)).
+            ranking: ``"sampled"`` or ``"full"`` ranking at evaluation.
+        """
+        super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking, adam_betas=adam_betas)
+        self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
+        check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
+        self.save_hyperparameters()
+        self.expert: Expert | None = None
+
+    def configure_models(self, datamodule: Any) -> None:  # noqa: D102
+        hp = self.hparams
+        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        self.expert = Expert(
+            datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
+            embedding_init="standard_normal", input_norm_eps=1e-12,
+        )  # fmt: skip
+
+    @property
+    def receives(self) -> frozenset[str]:
+        """One averaged encoder (FedAvg), or nothing (trained locally)."""
+        return frozenset({"average", "nothing"})
+
+    def shared_state(self) -> dict[str, Tensor]:
+        """The encoder weights only: no item embedding, no head."""
+        return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.expert.encoder.state_dict().items()}
+
+    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Load the server's average (origin ``GLOBAL``) into the encoder; an empty payload changes nothing."""
+        unknown = sorted(set(payload) - {GLOBAL})
+        if unknown:
+            raise ValueError(f"FedCL4SRec expects one averaged encoder (strategy FedAvg), got {sorted(payload)}")
+        if GLOBAL in payload:
+            state = payload[GLOBAL]
+            self.expert.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()})
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
+        inputs, targets = batch[0], batch[1]
+        hp = self.hparams
+        rows = targets != self.ignore_target
+        denominator = targets.numel() if hp.loss_normalization == "all_positions" else None
+        first, second = two_distinct_operators(len(inputs), inputs.device)
+        views = torch.cat([augment(inputs, self.pad_id, first), augment(inputs, self.pad_id, second)])
+        encoded = self.expert(torch.cat([inputs, views]), None)
+        z, view_last = encoded[: len(inputs)], encoded[len(inputs) :, -1]
+        (rec,), _ = mixture_cross_entropy(
+            [z[rows]], [self.expert.head.weight], [self.expert.head.bias], targets[rows],
+            chunk_size=hp.loss_chunk_size, denominator=denominator,
+        )  # fmt: skip
+        contrast = nt_xent(view_last[: len(inputs)], view_last[len(inputs) :], hp.temperature)
+        loss = rec + hp.contrastive_weight * contrast
+        self.log_dict({"train/loss": loss, "train/next_item": rec, "train/contrast": contrast}, batch_size=len(inputs))
+        return loss
+
+    def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:  # noqa: D102
+        return self.expert.candidate_scores(self.expert(inputs, None)[:, -1], candidates)
