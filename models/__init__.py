@@ -5,12 +5,20 @@ Every public class is re-exported here, so a config names it ``lightning_fed.mod
 
 from lightning_fed.models.base import FederatedTask
 from lightning_fed.models.multitask import PLE, MMoE, MultiTaskRecommendationTask, PFMSMTrec, SharedBottom
-from lightning_fed.models.sequential import FedCL4SRec, FedSASRec, FMoECDSR, FMoECDSRNet, SequentialRecommendationTask
+from lightning_fed.models.sequential import (
+    FedCL4SRec,
+    FedDuoRec,
+    FedSASRec,
+    FMoECDSR,
+    FMoECDSRNet,
+    SequentialRecommendationTask,
+)
 
 __all__ = [
     "FMoECDSR",
     "FMoECDSRNet",
     "FedCL4SRec",
+    "FedDuoRec",
     "FedSASRec",
     "FederatedTask",
     "MMoE",
