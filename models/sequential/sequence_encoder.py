@@ -117,6 +117,8 @@ class SequenceEncoder(nn.Module):
         block_form: ``"pre_norm"`` (the method as written) or ``"sasrec"`` (the reference code); see
             :class:`CausalSelfAttentionBlock`.
         kl_regularizer: the reference code's second (logvar) stack and KL term.
+        sample_latent: with the logvar stack, output ``mu + exp(logvar / 2) * eps`` in training (a VAE, as
+            FedVSAN's encoder; mu at evaluation) instead of mu.
     """
 
     def __init__(
@@ -127,8 +129,12 @@ class SequenceEncoder(nn.Module):
         dropout: float,
         block_form: BlockForm = "pre_norm",
         kl_regularizer: bool = False,
+        sample_latent: bool = False,
     ) -> None:
         super().__init__()
+        if sample_latent and not kl_regularizer:
+            raise ValueError("sample_latent needs the logvar stack (kl_regularizer=True)")
+        self.sample_latent = sample_latent
         self.block_form = block_form
 
         def stack() -> nn.ModuleList:
@@ -168,4 +174,6 @@ class SequenceEncoder(nn.Module):
             logvar = run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask).float()
             kl = -0.5 * (1 + logvar - mu.float().pow(2) - logvar.exp()).sum(-1)
             self.last_kl = kl.new_zeros(b).index_add_(0, tokens // t, kl)
+            if self.sample_latent and self.training:
+                mu = mu + (0.5 * logvar).exp().to(mu.dtype) * torch.randn_like(mu)
         return mu.new_zeros(b * t, d).index_copy(0, tokens, mu).view(b, t, d)
