@@ -7,6 +7,7 @@ from lightning_fed.models.base import FederatedTask
 from lightning_fed.models.multitask import PLE, MMoE, MultiTaskRecommendationTask, PFMSMTrec, SharedBottom
 from lightning_fed.models.sequential import (
     FedCL4SRec,
+    FedContrastVAE,
     FedDuoRec,
     FedSASRec,
     FedVSAN,
@@ -19,6 +20,7 @@ __all__ = [
     "FMoECDSR",
     "FMoECDSRNet",
     "FedCL4SRec",
+    "FedContrastVAE",
     "FedDuoRec",
     "FedSASRec",
     "FedVSAN",

@@ -69,6 +69,20 @@ class Expert(nn.Module):
             self.item_embedding.weight, graph, self.gnn_layers, self.graph_dropout, self.graph_bias
         )
 
+    def embed(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The encoder's input x (B, T, d) and the non-padding mask (B, T).
+
+        Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout; zero at
+        padding.
+        """
+        valid = inputs != self.pad_id
+        items = self.item_representations(graph) if items is None else items
+        t = inputs.size(1)
+        # index_select: its backward (index_add) is several times faster on CPU than that of items[inputs]
+        x = items.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
+        x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
+        return self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1), valid
+
     def forward(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> Tensor:
         """Encode left-padded sequences.
 
@@ -80,14 +94,7 @@ class Expert(nn.Module):
         Returns:
             (B, T, d) z_t (zero at padding).
         """
-        valid = inputs != self.pad_id
-        items = self.item_representations(graph) if items is None else items
-        t = inputs.size(1)
-        # index_select: its backward (index_add) is several times faster on CPU than that of items[inputs]
-        x = items.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
-        x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
-        x = self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1)
-        return self.encoder(x, valid)
+        return self.encoder(*self.embed(inputs, graph, items))
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d); all items if None.

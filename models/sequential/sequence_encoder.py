@@ -155,6 +155,26 @@ class SequenceEncoder(nn.Module):
             mask = (mask & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=valid.device)
         return mask.unsqueeze(1)
 
+    def gaussian(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """The mu and logvar maps (B, T, d) of the two stacks, zero at padding (needs ``kl_regularizer``).
+
+        For models that sample or mask the latent themselves (FedContrastVAE); :meth:`forward` does not set
+        :attr:`last_kl` here.
+        """
+        if self.logvar_blocks is None:
+            raise ValueError("gaussian() needs the logvar stack (kl_regularizer=True)")
+        b, t, d = x.shape
+        tokens = valid.reshape(-1).nonzero().squeeze(1)
+        h = x.reshape(b * t, d).index_select(0, tokens)
+        mask = self.attention_mask(valid)
+        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
+        logvar = run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask)
+
+        def unpack(packed: Tensor) -> Tensor:
+            return packed.new_zeros(b * t, d).index_copy(0, tokens, packed).view(b, t, d)
+
+        return unpack(mu), unpack(logvar)
+
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
         """Encode.
 
