@@ -6,23 +6,21 @@ CL4SRec: Xie et al., "Contrastive Learning for Sequential Recommendation", ICDE 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.augmentations import augment, two_distinct_operators
+from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
-from lightning_fed.models.sequential.task import SequentialRecommendationTask
-from lightning_fed.strategies.base import GLOBAL
 
 
-class FedCL4SRec(SequentialRecommendationTask):
+class FedCL4SRec(AveragedModulesTask):
     """CL4SRec client: local embeddings, positions, input norm and head around a FedAvg-shared SA(2) encoder.
 
     Loss: ``L_rec + lambda * NCE(h'_T, h''_T)``: the next-item cross-entropy at every position, plus the
@@ -77,23 +75,9 @@ class FedCL4SRec(SequentialRecommendationTask):
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
 
-    @property
-    def receives(self) -> frozenset[str]:
-        """One averaged encoder (FedAvg), or nothing (trained locally)."""
-        return frozenset({"average", "nothing"})
-
-    def shared_state(self) -> dict[str, Tensor]:
-        """The encoder weights only: no item embedding, no head."""
-        return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.expert.encoder.state_dict().items()}
-
-    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
-        """Load the server's average (origin ``GLOBAL``) into the encoder; an empty payload changes nothing."""
-        unknown = sorted(set(payload) - {GLOBAL})
-        if unknown:
-            raise ValueError(f"FedCL4SRec expects one averaged encoder (strategy FedAvg), got {sorted(payload)}")
-        if GLOBAL in payload:
-            state = payload[GLOBAL]
-            self.expert.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()})
+    def shared_modules(self) -> dict[str, nn.Module]:
+        """The encoder (FedAvg): no item embedding, no head."""
+        return {"encoder": self.expert.encoder}
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
         inputs, targets = batch[0], batch[1]

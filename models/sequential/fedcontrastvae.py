@@ -7,7 +7,6 @@ whose code ran the FMoE-CDSR paper's baselines; docs/specs/baselines.md, "FedCon
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -16,11 +15,10 @@ from torch import Tensor, nn
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, augment
+from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
-from lightning_fed.models.sequential.task import SequentialRecommendationTask
-from lightning_fed.strategies.base import GLOBAL
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -36,7 +34,7 @@ def variational_dropout_prior_kl(a: Tensor) -> Tensor:
     return -0.5 * a.log() + 1.16145124 * a - 1.50204118 * a**2 + 0.58629921 * a**3
 
 
-class FedContrastVAE(SequentialRecommendationTask):
+class FedContrastVAE(AveragedModulesTask):
     """ContrastVAE client: FedVSAN's encoder (mu, logvar) and decoder, two branches and a contrast.
 
     - Branch 1 on the sequence s: ``z = mu + exp(logvar / 2)`` (no noise; ``main_reparam="sample"`` adds it).
@@ -108,26 +106,9 @@ class FedContrastVAE(SequentialRecommendationTask):
         )  # fmt: skip
         self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
 
-    @property
-    def receives(self) -> frozenset[str]:
-        """One averaged encoder and decoder (FedAvg), or nothing (trained locally)."""
-        return frozenset({"average", "nothing"})
-
-    def shared_state(self) -> dict[str, Tensor]:
-        """The encoder (both stacks) and the decoder: no item embedding, no head, not theta."""
-        state = {f"encoder.{k}": v for k, v in self.expert.encoder.state_dict().items()}
-        state.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
-        return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
-        """Load the server's average (origin ``GLOBAL``); an empty payload changes nothing."""
-        unknown = sorted(set(payload) - {GLOBAL})
-        if unknown:
-            raise ValueError(f"FedContrastVAE expects one averaged encoder and decoder (FedAvg), got {sorted(payload)}")
-        if GLOBAL in payload:
-            state = payload[GLOBAL]
-            self.expert.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
-            self.decoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
+    def shared_modules(self) -> dict[str, nn.Module]:
+        """The encoder (both stacks) and the decoder (FedAvg): no item embedding, no head, not theta."""
+        return {"encoder": self.expert.encoder, "decoder": self.decoder}
 
     def _gaussian(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         return self.expert.encoder.gaussian(*self.expert.embed(inputs, None))

@@ -8,19 +8,17 @@ FMoE-CDSR's experts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
-from lightning_fed.models.sequential.task import SequentialRecommendationTask
-from lightning_fed.strategies.base import GLOBAL
 
 
-class FedSASRec(SequentialRecommendationTask):
+class FedSASRec(AveragedModulesTask):
     """SASRec client: local item embeddings, positions and head around a FedAvg-shared encoder."""
 
     def __init__(
@@ -58,23 +56,9 @@ class FedSASRec(SequentialRecommendationTask):
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0
         )
 
-    @property
-    def receives(self) -> frozenset[str]:
-        """One averaged encoder (FedAvg), or nothing (local SASRec)."""
-        return frozenset({"average", "nothing"})
-
-    def shared_state(self) -> dict[str, Tensor]:
-        """The encoder weights only."""
-        return {f"encoder.{k}": v.detach().cpu().clone() for k, v in self.expert.encoder.state_dict().items()}
-
-    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
-        """Load the server's average (origin ``GLOBAL``) into the encoder; an empty payload changes nothing."""
-        unknown = sorted(set(payload) - {GLOBAL})
-        if unknown:
-            raise ValueError(f"FedSASRec expects one averaged encoder (strategy FedAvg), got {sorted(payload)}")
-        if GLOBAL in payload:
-            state = payload[GLOBAL]
-            self.expert.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()})
+    def shared_modules(self) -> dict[str, nn.Module]:
+        """The encoder (FedAvg): no item embedding, no head."""
+        return {"encoder": self.expert.encoder}
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
         inputs, targets = batch[0], batch[1]  # a fixed-order datamodule adds views, which SASRec does not use

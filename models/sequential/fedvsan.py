@@ -7,21 +7,19 @@ in FedDCSR (Zhang et al., SDM 2024), whose code ran the FMoE-CDSR paper's baseli
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
-from lightning_fed.models.sequential.task import SequentialRecommendationTask
-from lightning_fed.strategies.base import GLOBAL
 
 
-class FedVSAN(SequentialRecommendationTask):
+class FedVSAN(AveragedModulesTask):
     """VSAN client: a variational SA encoder (mu and logvar stacks) and an SA decoder on z, both averaged.
 
     ``z = mu + exp(logvar / 2) * eps`` in training, ``mu`` at evaluation; logits ``head(decoder(z))`` at every
@@ -81,28 +79,9 @@ class FedVSAN(SequentialRecommendationTask):
         )  # fmt: skip
         self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
 
-    @property
-    def receives(self) -> frozenset[str]:
-        """One averaged encoder and decoder (FedAvg), or nothing (trained locally)."""
-        return frozenset({"average", "nothing"})
-
-    def shared_state(self) -> dict[str, Tensor]:
-        """The encoder (both stacks) and the decoder: no item embedding, no head."""
-        state = {f"encoder.{k}": v for k, v in self.expert.encoder.state_dict().items()}
-        state.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
-        return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    def load_shared_state(self, payload: Mapping[str, Mapping[str, Tensor]]) -> None:
-        """Load the server's average (origin ``GLOBAL``); an empty payload changes nothing."""
-        unknown = sorted(set(payload) - {GLOBAL})
-        if unknown:
-            raise ValueError(
-                f"FedVSAN expects one averaged encoder and decoder (strategy FedAvg), got {sorted(payload)}"
-            )
-        if GLOBAL in payload:
-            state = payload[GLOBAL]
-            self.expert.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
-            self.decoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
+    def shared_modules(self) -> dict[str, nn.Module]:
+        """The encoder (both stacks) and the decoder (FedAvg): no item embedding, no head."""
+        return {"encoder": self.expert.encoder, "decoder": self.decoder}
 
     def decode(self, inputs: Tensor) -> Tensor:
         """Decoder outputs (B, T, d) from the (sampled in training) latent z of the encoder."""

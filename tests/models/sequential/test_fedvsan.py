@@ -1,13 +1,11 @@
 """FedVSAN (docs/specs/baselines.md): what it uploads, z sampled only in training, the annealed KL by hand."""
 
-import json
 import math
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import fit_slice
 
-from lightning_fed.cli import main
 from lightning_fed.datamodules import FKCB
 from lightning_fed.models import FedVSAN
 
@@ -66,12 +64,6 @@ def test_kl_weight_anneals_and_the_kl_is_divided_by_b_times_t(food):
 
 
 def test_two_rounds_on_real_fkcb_rank_well_above_chance(tmp_path):
-    main(
-        ["fit", f"--config={ROOT / 'configs' / 'fedvsan_fkcb_cpu.yaml'}", "--data.init_args.domains=[Food, Beauty]",
-         "--data.init_args.max_sequences=400", "--data.init_args.batch_size=64", "--federation.rounds=2",
-         "--federation.local_epochs=2", "--trainer.enable_progress_bar=false", "--model.init_args.hidden_dim=32",
-         "--model.init_args.lr=0.005", f"--trainer.default_root_dir={tmp_path}"]
-    )  # fmt: skip
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["strategy"] == "FedAvg" and [r["round"] for r in results["validation"]] == [1, 2]
+    results = fit_slice("fedvsan_fkcb_cpu.yaml", tmp_path)
+    assert results["strategy"] == "FedAvg"
     assert results["test"]["Avg"]["MRR"] > 0.03  # chance with 1000 candidates is about 0.0075
