@@ -72,3 +72,13 @@ def fit_slice(config: str, run_dir: Path) -> dict:
     assert [r["round"] for r in results["validation"]] == [1, 2]
     assert set(results["test"]) == {"Food", "Beauty", "Avg"}
     return results
+
+
+@pytest.fixture(scope="module")
+def food():
+    """Client Food of FKCB, 64 sequences per split, batch 16, 99 negatives (set up)."""
+    from lightning_fed.datamodules import FKCB
+
+    dm = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99).client_datamodules()["Food"]
+    dm.setup()
+    return dm

@@ -5,20 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SLICE as CONFTEST_SLICE
 
 from lightning_fed.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"MRR", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"}
-SLICE = [
-    "--data.init_args.domains=[Food, Beauty]",
-    "--data.init_args.max_sequences=400",
-    "--data.init_args.batch_size=64",
-    "--federation.rounds=2",
-    "--federation.local_epochs=2",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.accelerator=cpu",
-]
+SLICE = [*CONFTEST_SLICE, "--trainer.accelerator=cpu"]
 
 
 def run(config, tmp_path, *extra):

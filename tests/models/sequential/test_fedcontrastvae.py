@@ -2,12 +2,10 @@
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from conftest import fit_slice
 
-from lightning_fed.datamodules import FKCB
 from lightning_fed.models import FedContrastVAE
 from lightning_fed.models.sequential.augmentations import augment
 from lightning_fed.models.sequential.contrastive import nt_xent
@@ -20,13 +18,6 @@ def test_prior_term_and_gaussian_kl_by_hand():
     torch.testing.assert_close(variational_dropout_prior_kl(a), torch.tensor(want))
     kl = gaussian_kl(torch.full((2, 4), 0.5), torch.full((2, 4), math.log(2.0)))
     torch.testing.assert_close(kl, torch.full((2,), 2 * (1.25 - math.log(2.0))))  # -1/2 * 4 * (1 + ln2 - 1/4 - 2)
-
-
-@pytest.fixture(scope="module")
-def food():
-    dm = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99).client_datamodules()["Food"]
-    dm.setup()
-    return dm
 
 
 def build(dm, **kwargs):

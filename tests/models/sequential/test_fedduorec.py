@@ -1,10 +1,8 @@
 """FedDuoRec (docs/specs/baselines.md): same-target positives, its loss by hand, two rounds on real FKCB."""
 
-import pytest
 import torch
 from conftest import fit_slice
 
-from lightning_fed.datamodules import FKCB
 from lightning_fed.models import FedDuoRec
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.fedduorec import same_target_positives
@@ -23,13 +21,6 @@ def test_a_positive_shares_the_final_target_and_is_never_an_identical_sequence()
         assert positives[3] == 3 and positives[4] == 4  # alone with their target: their own positive
     drawn = {same_target_positives(inputs, targets, torch.Generator().manual_seed(s))[1].item() for s in range(20)}
     assert drawn == {0, 2}
-
-
-@pytest.fixture(scope="module")
-def food():
-    dm = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99).client_datamodules()["Food"]
-    dm.setup()
-    return dm
 
 
 def test_loss_contrasts_each_sequence_with_its_positive(food):

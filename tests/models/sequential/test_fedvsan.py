@@ -2,19 +2,10 @@
 
 import math
 
-import pytest
 import torch
 from conftest import fit_slice
 
-from lightning_fed.datamodules import FKCB
 from lightning_fed.models import FedVSAN
-
-
-@pytest.fixture(scope="module")
-def food():
-    dm = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99).client_datamodules()["Food"]
-    dm.setup()
-    return dm
 
 
 def build(dm, **kwargs):
