@@ -6,7 +6,8 @@ finished, the best round's test from ``results.json``. Prints markdown tables in
 (one column per run), validation MRR per round and domain for each run, and each finished run's test table at its
 best round. With ``--png`` it draws validation Avg MRR per round, one line per run.
 
-    python benchmarks/paper_curves.py "FMoE-CDSR=runs/fmoe" "Local Expert=runs/local" --png curves.png
+    python benchmarks/paper_curves.py "FMoE-CDSR=runs/fmoe" "Local Expert=runs/local" --png curves.png \
+        --clients Food,Kitchen,Clothing,Beauty
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (or RUN_DIR: the directory's name is the label)")
     parser.add_argument("--png", type=Path, help="write the validation curves here")
+    parser.add_argument(
+        "--clients", help="column order of the clients, comma-separated (default: results.json's, else the log's)"
+    )
     args = parser.parse_args(argv)
     runs = {}
     for spec in args.runs:
@@ -70,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[str(r), *(percent(curves[label].get(r, {}).get("Avg")) for label in runs)] for r in range(1, last + 1)]
     print(markdown(["Round", *runs], rows) + "\n")
     for label, curve in curves.items():
-        clients = [c for c in next(iter(curve.values()), {}) if c != "Avg"]
+        logged = [c for c in next(iter(curve.values()), {}) if c != "Avg"]
+        results_path = runs[label] / "results.json"
+        if args.clients:
+            clients = args.clients.split(",")
+        elif results_path.is_file():
+            clients = json.loads(results_path.read_text())["clients"]
+        else:
+            clients = logged
         print(f"{label}: validation MRR (%) per round and domain\n")
         rows = [[str(r), *(percent(curve[r].get(c)) for c in clients), percent(curve[r].get("Avg"))] for r in curve]
         print(markdown(["Round", *clients, "Avg"], rows) + "\n")

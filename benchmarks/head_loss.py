@@ -1,0 +1,63 @@
+"""Speed of the full-softmax head loss alone (not a test: it prints figures).
+
+Times ``mixture_cross_entropy`` forward + backward under bf16 autocast on random data of a client's shape: one
+expert's next-item loss, and the gate-only fusion call over K experts (what FMoE-CDSR's per-expert step does).
+Prints one final JSON line with the medians in ms.
+
+    python benchmarks/head_loss.py                         # Food: 2,000 rows x 13,565 items, 4 experts
+    python benchmarks/head_loss.py --items 32919           # Kitchen's item count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000, help="positions with a target in a batch")
+    parser.add_argument("--items", type=int, default=13565, help="classes (the domain's items + padding)")
+    parser.add_argument("--experts", type=int, default=4)
+    parser.add_argument("--hidden-dim", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    k, m, c, d = args.experts, args.rows, args.items, args.hidden_dim
+    hidden = [torch.randn(m, d, requires_grad=True) for _ in range(k)]
+    weights = [(0.05 * torch.randn(c, d)).requires_grad_() for _ in range(k)]
+    biases = [torch.zeros(c, requires_grad=True) for _ in range(k)]
+    targets = torch.randint(0, c, (m,))
+    gate = torch.softmax(torch.randn(m, k), 1).requires_grad_()
+
+    def expert() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            (loss,), _ = mixture_cross_entropy([hidden[0]], [weights[0]], [biases[0]], targets)
+        loss.backward()
+
+    def fusion() -> None:
+        detached = ([h.detach() for h in hidden], [w.detach() for w in weights], [b.detach() for b in biases])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = mixture_cross_entropy(*detached, targets, gate=gate)
+        loss.backward()
+
+    def median_ms(step) -> float:
+        step()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return round(statistics.median(times) * 1e3, 1)
+
+    print(json.dumps({"expert_loss_ms": median_ms(expert), "gate_only_fusion_ms": median_ms(fusion)}))
+
+
+if __name__ == "__main__":
+    main()
