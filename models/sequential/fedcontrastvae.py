@@ -18,12 +18,7 @@ from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, augment
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
-
-
-def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) per position, summed over d: ``-1/2 sum (1 + lv - mu^2 - e^lv)``."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder, gaussian_kl
 
 
 def variational_dropout_prior_kl(a: Tensor) -> Tensor:

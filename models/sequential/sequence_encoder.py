@@ -16,6 +16,11 @@ from lightning_fed.models.layers.fast_dropout import Dropout
 BlockForm = Literal["pre_norm", "sasrec"]
 
 
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per position, summed over d: ``-1/2 sum (1 + lv - mu^2 - e^lv)``."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
 class CausalSelfAttentionBlock(nn.Module):
     """One causal self-attention block, in one of two forms (docs/specs/fmoe-cdsr.md, Eq. 2 and reference point 3).
 
@@ -155,6 +160,23 @@ class SequenceEncoder(nn.Module):
             mask = (mask & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=valid.device)
         return mask.unsqueeze(1)
 
+    def _packed_stacks(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Both stacks on the packed non-padding tokens: (mu (N, d), logvar (N, d) or None, token positions)."""
+        b, t, d = x.shape
+        tokens = valid.reshape(-1).nonzero().squeeze(1)
+        h = x.reshape(b * t, d).index_select(0, tokens)
+        mask = self.attention_mask(valid)
+        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
+        if self.logvar_blocks is None:
+            return mu, None, tokens
+        return mu, run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask), tokens
+
+    @staticmethod
+    def _unpack(packed: Tensor, tokens: Tensor, shape: torch.Size) -> Tensor:
+        """Packed tokens back to (B, T, d), zero at padding."""
+        b, t, d = shape
+        return packed.new_zeros(b * t, d).index_copy(0, tokens, packed).view(b, t, d)
+
     def gaussian(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """The mu and logvar maps (B, T, d) of the two stacks, zero at padding (needs ``kl_regularizer``).
 
@@ -163,17 +185,8 @@ class SequenceEncoder(nn.Module):
         """
         if self.logvar_blocks is None:
             raise ValueError("gaussian() needs the logvar stack (kl_regularizer=True)")
-        b, t, d = x.shape
-        tokens = valid.reshape(-1).nonzero().squeeze(1)
-        h = x.reshape(b * t, d).index_select(0, tokens)
-        mask = self.attention_mask(valid)
-        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
-        logvar = run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask)
-
-        def unpack(packed: Tensor) -> Tensor:
-            return packed.new_zeros(b * t, d).index_copy(0, tokens, packed).view(b, t, d)
-
-        return unpack(mu), unpack(logvar)
+        mu, logvar, tokens = self._packed_stacks(x, valid)
+        return self._unpack(mu, tokens, x.shape), self._unpack(logvar, tokens, x.shape)
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
         """Encode.
@@ -185,15 +198,12 @@ class SequenceEncoder(nn.Module):
         Returns:
             (B, T, d) outputs z_t, zero at padding positions.
         """
-        b, t, d = x.shape
-        tokens = valid.reshape(-1).nonzero().squeeze(1)
-        h = x.reshape(b * t, d).index_select(0, tokens)
-        mask = self.attention_mask(valid)
-        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
-        if self.logvar_blocks is not None:
-            logvar = run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask).float()
-            kl = -0.5 * (1 + logvar - mu.float().pow(2) - logvar.exp()).sum(-1)
+        b, t = valid.shape
+        mu, logvar, tokens = self._packed_stacks(x, valid)
+        if logvar is not None:
+            logvar = logvar.float()
+            kl = gaussian_kl(mu.float(), logvar)
             self.last_kl = kl.new_zeros(b).index_add_(0, tokens // t, kl)
             if self.sample_latent and self.training:
                 mu = mu + (0.5 * logvar).exp().to(mu.dtype) * torch.randn_like(mu)
-        return mu.new_zeros(b * t, d).index_copy(0, tokens, mu).view(b, t, d)
+        return self._unpack(mu, tokens, x.shape)

@@ -9,7 +9,8 @@ from conftest import fit_slice
 from lightning_fed.models import FedContrastVAE
 from lightning_fed.models.sequential.augmentations import augment
 from lightning_fed.models.sequential.contrastive import nt_xent
-from lightning_fed.models.sequential.fedcontrastvae import gaussian_kl, variational_dropout_prior_kl
+from lightning_fed.models.sequential.fedcontrastvae import variational_dropout_prior_kl
+from lightning_fed.models.sequential.sequence_encoder import gaussian_kl
 
 
 def test_prior_term_and_gaussian_kl_by_hand():
