@@ -8,6 +8,7 @@ from lightning_fed.models.multitask import PLE, MMoE, MultiTaskRecommendationTas
 from lightning_fed.models.sequential import (
     FedCL4SRec,
     FedContrastVAE,
+    FedDCSR,
     FedDuoRec,
     FedSASRec,
     FedVSAN,
@@ -21,6 +22,7 @@ __all__ = [
     "FMoECDSRNet",
     "FedCL4SRec",
     "FedContrastVAE",
+    "FedDCSR",
     "FedDuoRec",
     "FedSASRec",
     "FedVSAN",

@@ -76,9 +76,13 @@ def fit_slice(config: str, run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def food():
-    """Client Food of FKCB, 64 sequences per split, batch 16, 99 negatives (set up)."""
+    """Client Food of FKCB, 64 sequences per split, batch 16, 99 negatives, FKCB's model_defaults (set up)."""
+    import yaml
+
     from lightning_fed.datamodules import FKCB
 
-    dm = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99).client_datamodules()["Food"]
+    defaults = yaml.safe_load((ROOT / "configs" / "data" / "fkcb.yaml").read_text())["data"]["init_args"]
+    scenario = FKCB(domains=["Food"], max_sequences=64, batch_size=16, num_negatives=99, **defaults)
+    dm = scenario.client_datamodules()["Food"]
     dm.setup()
     return dm

@@ -61,6 +61,7 @@ class CrossDomainScenario(ScenarioDataModule):
         cache_dir: str | None = None,
         training_order: Literal["reshuffle", "fixed"] = "reshuffle",
         candidate_draws: Literal["independent", "reference"] = "independent",
+        model_defaults: dict[str, float] | None = None,
     ) -> None:
         """Describe the scenario.
 
@@ -80,6 +81,9 @@ class CrossDomainScenario(ScenarioDataModule):
                 (see :class:`~lightning_fed.datamodules.sequential.sequence_datamodule.SequenceDataModule`).
             candidate_draws: ``"independent"`` (the papers' protocol, per domain and split) or ``"reference"``:
                 the reference code's one NumPy stream through the domains in order (use ``candidate_seed: 42``).
+            model_defaults: the scenario's values of model arguments left None, by argument name: the baselines'
+                KL ``anneal_cap`` and FedDCSR's ``similarity_weight`` (beta) and ``exclusive_contrastive_weight``
+                (lambda). ``configs/data/*.yaml`` set the papers' values per scenario.
         """
         super().__init__(domains, "data.init_args.domains")
         self.check_loader_arguments(batch_size, eval_batch_size, num_workers)
@@ -100,6 +104,7 @@ class CrossDomainScenario(ScenarioDataModule):
             cache_dir=cache_dir,
             training_order=training_order,
             candidate_draws=candidate_draws,
+            model_defaults=model_defaults,
         )
 
     def source(self) -> SequenceSource:

@@ -54,6 +54,7 @@ class SequenceDataModule(ClientDataModule):
         cache_dir: str | Path | None = None,
         training_order: Literal["reshuffle", "fixed"] = "reshuffle",
         candidate_draws: Literal["independent", "reference"] = "independent",
+        model_defaults: dict[str, float] | None = None,
     ) -> None:
         """Create the datamodule; files are read in :meth:`setup`.
 
@@ -81,6 +82,9 @@ class SequenceDataModule(ClientDataModule):
                 the reference) through every domain of the scenario in order, valid then test, with replacement.
                 The draws of a domain then depend on the earlier domains' validation and test targets, which are
                 read for it.
+            model_defaults: per-scenario values of model arguments left None (see
+                :meth:`~lightning_fed.models.sequential.task.SequentialRecommendationTask.scenario_value`), e.g.
+                the baselines' KL ``anneal_cap``.
         """
         super().__init__(domain, batch_size, eval_batch_size, num_workers)
         self.source = source
@@ -93,6 +97,7 @@ class SequenceDataModule(ClientDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.training_order = training_order
         self.candidate_draws = candidate_draws
+        self.model_defaults = dict(model_defaults or {})
         self._num_train_sequences: int | None = None
         self.num_items: int | None = None
         self.splits: dict[str, SequenceSplit] = {}

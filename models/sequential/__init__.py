@@ -2,6 +2,7 @@
 
 from lightning_fed.models.sequential.fedcl4srec import FedCL4SRec
 from lightning_fed.models.sequential.fedcontrastvae import FedContrastVAE
+from lightning_fed.models.sequential.feddcsr import FedDCSR
 from lightning_fed.models.sequential.fedduorec import FedDuoRec
 from lightning_fed.models.sequential.fedsasrec import FedSASRec
 from lightning_fed.models.sequential.fedvsan import FedVSAN
@@ -13,6 +14,7 @@ __all__ = [
     "FMoECDSRNet",
     "FedCL4SRec",
     "FedContrastVAE",
+    "FedDCSR",
     "FedDuoRec",
     "FedSASRec",
     "FedVSAN",

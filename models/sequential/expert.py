@@ -33,12 +33,13 @@ class Expert(nn.Module):
         graph_form: ``"mean"``: G is the mean of the layer outputs (Eq. 1); ``"dropout_bias"``: the reference
             code's G = (E + A_hat drop(E) + b) / 2 (point 5), with the input dropout rate and a trainable bias b.
         input_norm_eps: eps of the input LayerNorm (FedDCSR's baselines use 1e-12).
+        with_head: build the head W (False when a model scores with a head of its own, as FedDCSR's branches).
     """
 
     def __init__(
         self, num_items: int, encoder: SequenceEncoder, hidden_dim: int, max_seq_len: int, dropout: float,
         gnn_layers: int, embedding_init: Literal["scaled", "standard_normal"] = "scaled",
-        graph_form: Literal["mean", "dropout_bias"] = "mean", input_norm_eps: float = 1e-5,
+        graph_form: Literal["mean", "dropout_bias"] = "mean", input_norm_eps: float = 1e-5, with_head: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
         self.pad_id = num_items
@@ -49,7 +50,7 @@ class Expert(nn.Module):
         self.input_norm = nn.LayerNorm(hidden_dim, eps=input_norm_eps)
         self.input_dropout = Dropout(dropout)
         self.encoder = encoder
-        self.head = nn.Linear(hidden_dim, num_items + 1)
+        self.head = nn.Linear(hidden_dim, num_items + 1) if with_head else None
         reference_graph = graph_form == "dropout_bias" and gnn_layers > 0
         self.graph_dropout = Dropout(dropout) if reference_graph else None
         self.graph_bias = nn.Parameter(torch.zeros(hidden_dim)) if reference_graph else None
@@ -97,12 +98,18 @@ class Expert(nn.Module):
         return self.encoder(*self.embed(inputs, graph, items))
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
-        """Scores of the candidate items (B, C) from last-position outputs (B, d); all items if None.
+        """Scores of the candidate items (B, C) from last-position outputs (B, d) by this expert's head."""
+        return head_candidate_scores(self.head, self.pad_id, z_last, candidates)
 
-        Always fp32, outside autocast (:func:`~lightning_fed.models.layers.precision.full_precision`).
-        """
-        weight, bias = self.head.weight.float(), self.head.bias.float()
-        # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
-        with full_precision(z_last.device):
-            scores = torch.addmm(bias[: self.pad_id], z_last.float(), weight[: self.pad_id].t())
-        return scores if candidates is None else scores.gather(1, candidates)
+
+def head_candidate_scores(head: nn.Linear, num_items: int, z_last: Tensor, candidates: Tensor | None) -> Tensor:
+    """Scores (B, C) of candidate items (B, C) from last-position outputs (B, d); (B, N) for all items if None.
+
+    The head's row N (padding) is never a candidate. Always fp32, outside autocast
+    (:func:`~lightning_fed.models.layers.precision.full_precision`).
+    """
+    weight, bias = head.weight.float(), head.bias.float()
+    # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
+    with full_precision(z_last.device):
+        scores = torch.addmm(bias[:num_items], z_last.float(), weight[:num_items].t())
+    return scores if candidates is None else scores.gather(1, candidates)

@@ -83,7 +83,7 @@ class FedCL4SRec(AveragedModulesTask):
         inputs, targets = batch[0], batch[1]
         hp = self.hparams
         rows = targets != self.ignore_target
-        denominator = targets.numel() if hp.loss_normalization == "all_positions" else None
+        denominator = self.loss_denominator(targets)
         first, second = two_distinct_operators(len(inputs), inputs.device)
         views = torch.cat([augment(inputs, self.pad_id, first), augment(inputs, self.pad_id, second)])
         encoded = self.expert(torch.cat([inputs, views]), None)

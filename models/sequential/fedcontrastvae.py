@@ -53,7 +53,7 @@ class FedContrastVAE(AveragedModulesTask):
         contrastive_weight: float = 1.0,
         temperature: float = 1.0,
         main_reparam: Literal["mu_plus_sigma", "sample"] = "mu_plus_sigma",
-        anneal_cap: float = 1.0,
+        anneal_cap: float | None = None,
         total_annealing_step: int = 10000,
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
         loss_chunk_size: int = 512,
@@ -73,7 +73,8 @@ class FedContrastVAE(AveragedModulesTask):
             temperature: tau of the NCE (1.0).
             main_reparam: branch 1's latent: ``"mu_plus_sigma"`` (the code: mu + sigma, no noise) or
                 ``"sample"`` (mu + sigma * eps in training).
-            anneal_cap: maximum KL weight (1.0 for FKCB, 0.01 for MBG and SGH).
+            anneal_cap: maximum KL weight; None takes the data's ``model_defaults`` (1.0 for FKCB, 0.01 for
+                MBG and SGH).
             total_annealing_step: steps over which the KL weight grows to ``anneal_cap`` (10000).
             loss_normalization: ``"all_positions"`` (B * T, the code) or ``"valid_positions"``.
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
@@ -93,6 +94,7 @@ class FedContrastVAE(AveragedModulesTask):
         self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
+        self.scenario_value("anneal_cap", datamodule)
         hp = self.hparams
         encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, kl_regularizer=True)
         self.expert = Expert(
@@ -113,7 +115,7 @@ class FedContrastVAE(AveragedModulesTask):
         hp = self.hparams
         valid = inputs != self.pad_id
         rows = targets != self.ignore_target
-        denominator = targets.numel() if hp.loss_normalization == "all_positions" else max(1, int(rows.sum()))
+        denominator = self.loss_denominator(targets)
         operators = torch.randint(len(AUGMENTATIONS), (len(inputs),), device=inputs.device)
         view = augment(inputs, self.pad_id, operators)
         mu, logvar = self._gaussian(inputs)

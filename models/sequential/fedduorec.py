@@ -123,7 +123,7 @@ class FedDuoRec(FedCL4SRec):
         inputs, targets = batch[0], batch[1]
         hp = self.hparams
         rows = targets != self.ignore_target
-        denominator = targets.numel() if hp.loss_normalization == "all_positions" else None
+        denominator = self.loss_denominator(targets)
         encoded = self.expert(torch.cat([inputs, self.positives(inputs, targets)]), None)
         z, positive_last = encoded[: len(inputs)], encoded[len(inputs) :, -1]
         (rec,), _ = mixture_cross_entropy(

@@ -34,7 +34,7 @@ class FedVSAN(AveragedModulesTask):
         num_blocks: int = 1,
         num_heads: int = 4,
         dropout: float = 0.3,
-        anneal_cap: float = 1.0,
+        anneal_cap: float | None = None,
         total_annealing_step: int = 10000,
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
         loss_chunk_size: int = 512,
@@ -50,7 +50,8 @@ class FedVSAN(AveragedModulesTask):
             num_blocks: blocks per stack (1 in FedDCSR, "for fairness").
             num_heads: attention heads (4).
             dropout: dropout (0.3).
-            anneal_cap: maximum KL weight (1.0 for FKCB, 0.01 for MBG and SGH).
+            anneal_cap: maximum KL weight; None takes the data's ``model_defaults`` (1.0 for FKCB, 0.01 for
+                MBG and SGH).
             total_annealing_step: steps over which the KL weight grows to ``anneal_cap`` (10000).
             loss_normalization: ``"all_positions"`` (B * T, the code) or ``"valid_positions"``.
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
@@ -69,6 +70,7 @@ class FedVSAN(AveragedModulesTask):
         self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
+        self.scenario_value("anneal_cap", datamodule)
         hp = self.hparams
         encoder = SequenceEncoder(
             hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, kl_regularizer=True, sample_latent=True
@@ -91,7 +93,7 @@ class FedVSAN(AveragedModulesTask):
         inputs, targets = batch[0], batch[1]
         hp = self.hparams
         rows = targets != self.ignore_target
-        denominator = targets.numel() if hp.loss_normalization == "all_positions" else max(1, int(rows.sum()))
+        denominator = self.loss_denominator(targets)
         h = self.decode(inputs)
         (rec,), _ = mixture_cross_entropy(
             [h[rows]], [self.expert.head.weight], [self.expert.head.bias], targets[rows],

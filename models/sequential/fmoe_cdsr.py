@@ -297,7 +297,7 @@ class FMoECDSR(SequentialRecommendationTask):
         if hp.contrastive_weight > 0:
             augmented = batch[2] if len(batch) > 2 else shuffle_items(inputs, self.pad_id)
         # reference code (point 4): masked sums over B * T positions, padding counted; else means over the rows
-        denominator = targets.numel() if hp.loss_normalization == "all_positions" else max(1, row_targets.numel())
+        denominator = self.loss_denominator(targets)
         kl_weight = min(hp.anneal_cap, float(self.annealing_step) / max(1, hp.total_annealing_step))
         if hp.backward == "joint":
             return self._joint_backward_step(inputs, rows, row_targets, augmented, denominator, kl_weight, backward)

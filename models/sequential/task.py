@@ -67,6 +67,35 @@ class SequentialRecommendationTask(FederatedTask):
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"model.init_args.dropout must be in [0, 1), got {dropout}")
 
+    def loss_denominator(self, targets: Tensor) -> int:
+        """What a step's summed losses are divided by, from ``hparams.loss_normalization``.
+
+        ``"all_positions"``: B * T, padding positions counted (the reference code); ``"valid_positions"``: the
+        number of positions with a target (a mean; at least 1).
+        """
+        if self.hparams.loss_normalization == "all_positions":
+            return targets.numel()
+        return max(1, int((targets != self.ignore_target).sum()))
+
+    def scenario_value(self, name: str, datamodule: Any) -> float:
+        """``hparams[name]``, or the data's ``model_defaults[name]`` when it is None (kept in ``hparams``).
+
+        Values the baselines' papers set per scenario (the KL anneal cap, FedDCSR's beta and lambda) live in the
+        data layer (``data.init_args.model_defaults`` in ``configs/data/*.yaml``), so one model config serves every
+        scenario; a value given to the model wins.
+        """
+        value = self.hparams[name]
+        if value is None:
+            defaults = getattr(datamodule, "model_defaults", None) or {}
+            if name not in defaults:
+                raise ConfigurationError(
+                    f"{type(self).__name__} needs {name}: set model.init_args.{name}, or data.init_args.model_defaults"
+                    f" with a '{name}' entry (configs/data/fkcb.yaml shows the per-scenario values)"
+                )
+            value = float(defaults[name])
+            self.hparams[name] = value
+        return value
+
     # Template hooks -----------------------------------------------------------------------------------------
     def configure_metrics(self) -> None:
         """Ranking metrics for validation and test."""
