@@ -91,6 +91,7 @@ class Federation:
         rounds: int = 60,
         local_epochs: int = 3,
         patience: int | None = 10,
+        first_round_epochs: int | None = None,
         fraction: float = 1.0,
         monitor: str | None = None,
         monitor_mode: Literal["max", "min"] | None = None,
@@ -103,6 +104,9 @@ class Federation:
             strategy: the server's strategy (``lightning_fed.strategies``); it must send what the model receives.
             rounds: R, the maximum number of rounds (at least 1).
             local_epochs: epochs of local training per round (at least 1).
+            first_round_epochs: epochs of local training in round 1 only (None: ``local_epochs``). RQ2 of the
+                FMoE-CDSR paper trains each local expert alone for E epochs before the one synchronization, then
+                rounds of ``local_epochs``.
             patience: consecutive rounds without improvement of the monitored score before stopping (0: stop at
                 the first one; None: never stop early).
             fraction: share of clients that train in each round, in (0, 1].
@@ -115,6 +119,8 @@ class Federation:
         """
         check_integer("federation.rounds", rounds)
         check_integer("federation.local_epochs", local_epochs)
+        if first_round_epochs is not None:
+            check_integer("federation.first_round_epochs", first_round_epochs)
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
             raise ConfigurationError(
                 f"federation.patience must be an integer of at least 0 (0: stop at the first round without "
@@ -128,6 +134,7 @@ class Federation:
             raise ConfigurationError(f"federation.monitor_mode must be max or min, got {monitor_mode!r}")
         self.rounds = rounds
         self.local_epochs = local_epochs
+        self.first_round_epochs = first_round_epochs
         self.patience = patience
         self.fraction = fraction
         if not isinstance(strategy, Strategy):
@@ -289,9 +296,12 @@ class Federation:
             )
 
     # Rounds -------------------------------------------------------------------------------------------------
-    def _train_client(self, client: Client) -> None:
+    def _train_client(self, client: Client, round_idx: int) -> None:
+        epochs = self.local_epochs
+        if round_idx == 1 and self.first_round_epochs is not None:
+            epochs = self.first_round_epochs
         logger = ClientLogger(self.loggers, client.name, lambda: self.state.step)
-        trainer = self.trainers.fit_trainer(client.name, client.sync, self.local_epochs, logger)
+        trainer = self.trainers.fit_trainer(client.name, client.sync, epochs, logger)
         with quiet_lightning():
             trainer.fit(client.module, datamodule=client.datamodule)
         self.state.step += trainer.global_step
@@ -372,7 +382,7 @@ class Federation:
             self.clock.start(round_idx)
             for client in clients:
                 if client.name in participants:
-                    self._train_client(client)
+                    self._train_client(client, round_idx)
             server.aggregate()
             validation = self._evaluate_all(clients, "validate")
             score = self._score(validation)

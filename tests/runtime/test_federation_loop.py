@@ -168,3 +168,17 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
     assert [r["Avg"]["score"] for r in resumed["validation"]] == pytest.approx(scores)
     assert resumed["test"] == straight["test"]  # the same weights after round 4, trained in two sittings
     assert resumed["run_id"] != straight["run_id"]
+
+
+def test_first_round_epochs_change_round_one_only(tmp_path):
+    steps = {}
+    for name, kwargs in (
+        ("one", {"rounds": 1}),
+        ("plain", {"rounds": 2}),
+        ("first", {"rounds": 2, "first_round_epochs": 3}),
+    ):
+        fed = federation(tmp_path / name, **kwargs)
+        fed.fit(ToyClient([0.5, 0.6]), ToyScenario())
+        steps[name] = fed.state.step
+    assert steps["plain"] == 2 * steps["one"]
+    assert steps["first"] == (3 + 1) * steps["one"]  # 3 epochs in round 1, then local_epochs = 1
