@@ -146,8 +146,25 @@ class ScenarioDataModule(LightningDataModule, ABC):
             check_integer(f"data.init_args.{option}", value, minimum)
 
     @abstractmethod
+    def configure_client(self, name: str) -> ClientDataModule:
+        """The datamodule of client ``name`` (one of :attr:`client_names`), built from that client's data only."""
+
     def configure_clients(self) -> dict[str, ClientDataModule]:
-        """One datamodule per client name of :attr:`client_names`."""
+        """One datamodule per client name of :attr:`client_names`, in that order."""
+        return {name: self.configure_client(name) for name in self.client_names}
+
+    def prepare_client_data(self, name: str) -> None:
+        """Check (or fetch) what client ``name`` needs on disk; by default, everything (:meth:`prepare_data`)."""
+        self.prepare_data()
+
+    def client_datamodule(self, name: str) -> ClientDataModule:
+        """The datamodule of one client, needing only that client's files (what a client's own machine builds)."""
+        if name not in self.client_names:
+            raise ConfigurationError(f"{self.client_noun} {name!r} is not one of {self.client_names}")
+        if self._clients is not None:
+            return self._clients[name]
+        self.prepare_client_data(name)
+        return self.configure_client(name)
 
     def forget_clients(self) -> None:
         """Drop the cached client datamodules (after the data's location changed)."""

@@ -57,13 +57,14 @@ class MultiScenarioMultiTask(ScenarioDataModule):
     def load_scenario(self, name: str, index: int) -> tuple[dict[str, MultiTaskTable], list[int]]:
         """The ``train``/``valid``/``test`` tables of scenario ``name`` (the ``index``-th) and its vocab sizes."""
 
+    def configure_client(self, name: str) -> MultiTaskDataModule:
+        """The datamodule of scenario ``name``, loaded from that scenario's rows only."""
+        splits, vocab_sizes = self.load_scenario(name, self.scenarios.index(name))
+        return MultiTaskDataModule(
+            name, splits, vocab_sizes, self.task_names, self.batch_size, self.eval_batch_size, self.num_workers
+        )
+
     def configure_clients(self) -> dict[str, MultiTaskDataModule]:
-        """One datamodule per scenario, loaded in the dataset's scenario order."""
+        """One datamodule per scenario, loaded in the dataset's scenario order (every file checked first)."""
         self.prepare_data()
-        clients = {}
-        for index, name in enumerate(self.scenarios):
-            splits, vocab_sizes = self.load_scenario(name, index)
-            clients[name] = MultiTaskDataModule(
-                name, splits, vocab_sizes, self.task_names, self.batch_size, self.eval_batch_size, self.num_workers
-            )
-        return clients
+        return super().configure_clients()

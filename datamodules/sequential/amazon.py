@@ -93,6 +93,7 @@ class CrossDomainScenario(ScenarioDataModule):
             check_integer("data.init_args.max_sequences", max_sequences, 1)
         self.domains = list(domains)
         self.root = root
+        self._client_source: SequenceSource | None = None
         self.datamodule_kwargs = dict(
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
@@ -132,9 +133,9 @@ class CrossDomainScenario(ScenarioDataModule):
         if missing:
             raise MissingDataError(self._missing_message(self.root, missing))
 
-    def _missing_files(self) -> list[str]:
+    def _missing_files(self, domains: list[str] | None = None) -> list[str]:
         source = self.source()
-        return [f"{d}/{f}" for d in self.domains for f in REQUIRED_FILES if not source.exists(f"{d}/{f}")]
+        return [f"{d}/{f}" for d in domains or self.domains for f in REQUIRED_FILES if not source.exists(f"{d}/{f}")]
 
     def _download_release(self) -> str:
         """Download ``drive_folder`` into ``root`` with gdown; returns why it did not give the layout ('' if it did).
@@ -158,9 +159,12 @@ class CrossDomainScenario(ScenarioDataModule):
                 return ""
         return f"the downloaded release under {root} does not have the layout below"
 
-    def _missing_message(self, root: str | None, missing: list[str], download_failure: str = "") -> str:
+    def _missing_message(
+        self, root: str | None, missing: list[str], download_failure: str = "", domains: list[str] | None = None
+    ) -> str:
+        domains = domains or self.domains
         where = f"under {Path(root).expanduser().resolve()}" if root else "(no data root was given)"
-        layout = "\n".join(f"    {d}/{{{','.join(REQUIRED_FILES)}}}" for d in self.domains)
+        layout = "\n".join(f"    {d}/{{{','.join(REQUIRED_FILES)}}}" for d in domains)
         shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
         message = (
             f"{type(self).__name__}: the data is missing {where}"
@@ -178,13 +182,30 @@ class CrossDomainScenario(ScenarioDataModule):
             )
         return message
 
-    def configure_clients(self) -> dict[str, SequenceDataModule]:
-        """One datamodule per domain, in the scenario's domain order (which fixes every client's expert order)."""
-        source = self.source()
-        return {
-            domain: SequenceDataModule(source, domain, scenario_domains=self.domains, **self.datamodule_kwargs)
-            for domain in self.domains
-        }
+    def configure_client(self, name: str) -> SequenceDataModule:
+        """The datamodule of domain ``name``; the scenario's domain order fixes every client's expert order."""
+        if self._client_source is None:  # one source for all clients: an archive is decompressed once
+            self._client_source = self.source()
+        return SequenceDataModule(self._client_source, name, scenario_domains=self.domains, **self.datamodule_kwargs)
+
+    def forget_clients(self) -> None:  # noqa: D102
+        super().forget_clients()
+        self._client_source = None
+
+    def prepare_client_data(self, name: str) -> None:
+        """Check that domain ``name``'s four files exist (the other domains' are not needed on its machine).
+
+        With ``candidate_draws: reference`` every domain's validation and test targets take part in the draws, so
+        every domain's files are checked.
+        """
+        if self.datamodule_kwargs["candidate_draws"] == "reference":
+            self.prepare_data()
+            return
+        if self.root is None and self.embedded is not None:
+            return
+        missing = self._missing_files([name])
+        if missing:
+            raise MissingDataError(self._missing_message(self.root, missing, domains=[name]))
 
 
 class FKCB(CrossDomainScenario):
