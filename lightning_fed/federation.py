@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -10,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
 from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.loggers import Logger
 
@@ -174,6 +179,28 @@ class Federation:
         """``<run dir>/federation/<name>.pt``."""
         return self.run_dir / "federation" / f"{name}.pt"
 
+    def _base_seed(self) -> int | None:
+        """The run's seed: the config's ``seed_everything``, else Lightning's ``PL_GLOBAL_SEED`` (None: unseeded)."""
+        seed = self.run_config.get("seed_everything")
+        if seed is None or isinstance(seed, bool):
+            seed = os.environ.get("PL_GLOBAL_SEED")
+        return None if seed is None else int(seed)
+
+    def seed_for(self, *parts: str | int) -> None:
+        """Seed torch, NumPy and random from (the run's seed, ``parts``): e.g. ("fit", client, round).
+
+        Each client's initialization and each of its rounds then draw the same numbers whatever the other clients
+        did before it in this process, and whether the run was resumed: the condition for identical results
+        with clients in other processes or on other machines.
+        """
+        base = self._base_seed()
+        if base is None:
+            return
+        seed = int.from_bytes(hashlib.sha256(repr((base, *parts)).encode()).digest()[:4], "little")
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
     def _clients(self, model: LightningModule, datamodule: Any) -> tuple[list[Client], Server]:
         try:
             require_federated(model)
@@ -186,6 +213,7 @@ class Federation:
         clients = []
         for name, dm in client_dms.items():
             module = copy.deepcopy(model)
+            self.seed_for("build", name)
             module.build(dm)
             sync = FederatedRound(name, server, self.clock.view)
             clients.append(Client(name, module, dm, sync))
@@ -302,12 +330,14 @@ class Federation:
             epochs = self.first_round_epochs
         logger = ClientLogger(self.loggers, client.name, lambda: self.state.step)
         trainer = self.trainers.fit_trainer(client.name, client.sync, epochs, logger)
+        self.seed_for("fit", client.name, round_idx)
         with quiet_lightning():
             trainer.fit(client.module, datamodule=client.datamodule)
         self.state.step += trainer.global_step
 
     def _evaluate(self, client: Client, stage: Literal["validate", "test"]) -> dict[str, float]:
         trainer = self.trainers.eval_trainer(client.name, client.sync)
+        self.seed_for(stage, client.name)
         with quiet_lightning():
             run = trainer.validate if stage == "validate" else trainer.test
             (metrics,) = run(client.module, datamodule=client.datamodule, verbose=False)

@@ -107,3 +107,28 @@ def test_model_summary_only_when_asked_for(tmp_path):
 
     assert not has_summary({}) and not has_summary({"enable_model_summary": None})
     assert has_summary({"enable_model_summary": True})
+
+
+def _local_fedsasrec(run_dir, domains, seed=7, rounds=2):
+    from lightning_fed.models import FedSASRec
+    from lightning_fed.strategies import LocalOnly
+
+    scenario = FKCB(domains=domains, max_sequences=64, batch_size=32, num_negatives=99)
+    federation = Federation(rounds=rounds, local_epochs=1, patience=None, strategy=LocalOnly())
+    federation.configure_trainers(
+        {"default_root_dir": str(run_dir), "accelerator": "cpu", "enable_progress_bar": False, "logger": False},
+        run_config={"seed_everything": seed},
+    )
+    torch.manual_seed(123)  # whatever the process RNG holds, the federation seeds each client and round itself
+    return federation.fit(FedSASRec(hidden_dim=16, num_heads=2, dropout=0.3), scenario)
+
+
+def test_a_clients_training_does_not_depend_on_the_other_clients_or_their_order(tmp_path):
+    both = _local_fedsasrec(tmp_path / "both", ["Food", "Beauty"])
+    swapped = _local_fedsasrec(tmp_path / "swapped", ["Beauty", "Food"])
+    alone = _local_fedsasrec(tmp_path / "alone", ["Beauty"])
+    for run in (swapped, alone):
+        assert [r["Beauty"] for r in run["validation"]] == [r["Beauty"] for r in both["validation"]]
+        assert run["test"]["Beauty"] == both["test"]["Beauty"]
+    other_seed = _local_fedsasrec(tmp_path / "seed8", ["Beauty"], seed=8)
+    assert other_seed["validation"][-1]["Beauty"] != alone["validation"][-1]["Beauty"]
