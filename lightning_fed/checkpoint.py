@@ -54,7 +54,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> Path:
     return write_atomically(path, lambda tmp: torch.save({"format": FORMAT, **checkpoint}, tmp))
 
 
-def load_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, option: str = "ckpt_path", mmap: bool = False) -> dict[str, Any]:
     """Read a federation checkpoint; any problem is a one-line :class:`ConfigurationError` naming the file.
 
     The file is loaded with ``weights_only=True``: a checkpoint is data, never code.
@@ -62,13 +62,15 @@ def load_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, An
     Args:
         path: the file.
         option: the setting the path came from, named in the messages.
+        mmap: map the tensors' storage instead of reading it, for a caller that reads only the small entries
+            (the saved configuration, the loop state): a paper-scale checkpoint is gigabytes.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise ConfigurationError(f"{option}: {path} {what}; give a saved federation (federation/best.pt or last.pt)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - unpickling garbage raises anything (IndexError, KeyError, ...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigurationError(

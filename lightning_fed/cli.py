@@ -239,7 +239,7 @@ def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
     path = resolve_ckpt_path(config.get("ckpt_path"), run_dir, default)
     if path is None or not path.is_file():
         return  # the federation reports a missing file with the right message
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, mmap=True)  # only the saved configuration is read here
     for section in ("model", "data"):
         saved = checkpoint.get(f"{section}_config")
         given = config.get(section)

@@ -472,7 +472,7 @@ class Federation:
             return
         last = self.checkpoint_path("last")
         if last.is_file() and last.resolve() != resume_from.resolve():  # resuming from it: the same run
-            other = load_checkpoint(last, option=f"trainer.default_root_dir ({last})").get("run_id")
+            other = load_checkpoint(last, option=f"trainer.default_root_dir ({last})", mmap=True).get("run_id")
             if other is not None and other != state.run_id and not self.overwrite:
                 raise ConfigurationError(
                     f"trainer.default_root_dir: {self.run_dir} holds another federation run than the one in "

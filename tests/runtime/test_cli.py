@@ -120,3 +120,23 @@ def test_each_model_declares_the_strategies_it_can_receive_from(model, fits):
         else:
             with pytest.raises(ConfigurationError, match=f"{strategy} sends .* but model {name} receives"):
                 check_compatible(instance, getattr(strategies, strategy)())
+
+
+def test_test_reads_the_checkpoints_tensors_once(saved_run, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved_run, run_dir)
+    loads = []
+    real_load = torch.load
+
+    def counting_load(*args, **kwargs):
+        loads.append(bool(kwargs.get("mmap")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    main(["test", f"--config={ROOT / 'configs' / 'fkcb_cpu.yaml'}", f"--trainer.default_root_dir={run_dir}"])
+    assert loads == [True, False]  # the saved configuration through a memory map, then the weights once
+    assert json.loads((run_dir / "results_test.json").read_text())["test"]["Avg"]["MRR"] > 0
