@@ -83,3 +83,38 @@ def two_distinct_operators(batch_size: int, device: torch.device, generator: tor
     keys = torch.rand(batch_size, len(AUGMENTATIONS), generator=generator, device=device)
     order = keys.argsort(1)
     return order[:, 0], order[:, 1]
+
+
+def unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows and the index of each one's first occurrence."""
+    unique, inverse = rows.unique(dim=0, return_inverse=True)
+    first = torch.full((len(unique),), len(rows), dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(len(rows)), reduce="amin"
+    )
+    return unique, first
+
+
+class FixedViews:
+    """Views of every training sequence drawn once, then looked up by the sequence (``aug_refresh: once``).
+
+    FedDCSR's code draws its augmented views at preprocessing, once per sequence, and reuses them every epoch
+    (docs/specs/baselines.md, "Augmentations"); the models' default redraws them at every step.
+
+    Args:
+        inputs: (M, T) the client's training inputs (duplicates allowed: equal rows share their views).
+        draw: ``draw(inputs, generator) -> (M, V, T)`` the model's views of a batch.
+        generator: the RNG of the one draw.
+    """
+
+    def __init__(self, inputs: Tensor, draw, generator: torch.Generator | None = None) -> None:
+        unique, _ = unique_rows(inputs)
+        self.views = draw(unique, generator)
+        self.index = {row.numpy().tobytes(): i for i, row in enumerate(unique)}
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """The views (B, V, T) of a batch's rows."""
+        try:
+            rows = [self.index[row.numpy().tobytes()] for row in inputs.cpu()]
+        except KeyError:
+            raise ValueError("aug_refresh=once: a training batch holds a sequence that was not drawn a view") from None
+        return self.views[rows].to(inputs.device)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
-from lightning_fed.models.sequential.augmentations import augment, two_distinct_operators
+from lightning_fed.models.sequential.augmentations import FixedViews, augment, two_distinct_operators
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
@@ -37,6 +37,7 @@ class FedCL4SRec(AveragedModulesTask):
         dropout: float = 0.3,
         contrastive_weight: float = 0.1,
         temperature: float = 1.0,
+        aug_refresh: Literal["step", "once"] = "step",
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
         loss_chunk_size: int = 512,
         lr: float = 1e-3,
@@ -53,6 +54,8 @@ class FedCL4SRec(AveragedModulesTask):
             dropout: dropout (0.3).
             contrastive_weight: lambda (0.1, hard-coded in FedDCSR's trainer).
             temperature: tau of the NCE (1.0).
+            aug_refresh: ``"step"``: new views at every step (the default choice); ``"once"``: each training
+                sequence's views drawn once, at build, and reused every epoch (FedDCSR's code).
             loss_normalization: ``"all_positions"``: the cross-entropy's masked sum divided by B * T, padding
                 counted (the code); ``"valid_positions"``: a mean over the positions with a target.
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
@@ -66,6 +69,7 @@ class FedCL4SRec(AveragedModulesTask):
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         self.save_hyperparameters()
         self.expert: Expert | None = None
+        self._fixed_views: FixedViews | None = None
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
@@ -74,6 +78,16 @@ class FedCL4SRec(AveragedModulesTask):
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
+        if hp.get("aug_refresh", "step") == "once":
+            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
+            self._fixed_views = FixedViews(inputs, self.draw_views)
+
+    def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Two views (B, 2, T) per sequence by two different operators, drawn without replacement."""
+        first, second = two_distinct_operators(len(inputs), inputs.device, generator)
+        return torch.stack(
+            [augment(inputs, self.pad_id, first, generator), augment(inputs, self.pad_id, second, generator)], 1
+        )
 
     def shared_modules(self) -> dict[str, nn.Module]:
         """The encoder (FedAvg): no item embedding, no head."""
@@ -84,8 +98,8 @@ class FedCL4SRec(AveragedModulesTask):
         hp = self.hparams
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
-        first, second = two_distinct_operators(len(inputs), inputs.device)
-        views = torch.cat([augment(inputs, self.pad_id, first), augment(inputs, self.pad_id, second)])
+        drawn = self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs)
+        views = torch.cat([drawn[:, 0], drawn[:, 1]])
         encoded = self.expert(torch.cat([inputs, views]), None)
         z, view_last = encoded[: len(inputs)], encoded[len(inputs) :, -1]
         (rec,), _ = mixture_cross_entropy(

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
-from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, augment
+from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, FixedViews, augment
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
@@ -53,6 +53,7 @@ class FedContrastVAE(AveragedModulesTask):
         contrastive_weight: float = 1.0,
         temperature: float = 1.0,
         main_reparam: Literal["mu_plus_sigma", "sample"] = "mu_plus_sigma",
+        aug_refresh: Literal["step", "once"] = "step",
         anneal_cap: float | None = None,
         total_annealing_step: int = 10000,
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
@@ -73,6 +74,8 @@ class FedContrastVAE(AveragedModulesTask):
             temperature: tau of the NCE (1.0).
             main_reparam: branch 1's latent: ``"mu_plus_sigma"`` (the code: mu + sigma, no noise) or
                 ``"sample"`` (mu + sigma * eps in training).
+            aug_refresh: ``"step"``: new views at every step (the default choice); ``"once"``: each training
+                sequence's views drawn once, at build, and reused every epoch (FedDCSR's code).
             anneal_cap: maximum KL weight; None takes the data's ``model_defaults`` (1.0 for FKCB, 0.01 for
                 MBG and SGH).
             total_annealing_step: steps over which the KL weight grows to ``anneal_cap`` (10000).
@@ -88,6 +91,7 @@ class FedContrastVAE(AveragedModulesTask):
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         check_integer("model.init_args.total_annealing_step", total_annealing_step)
         self.save_hyperparameters()
+        self._fixed_views: FixedViews | None = None
         self.expert: Expert | None = None
         self.decoder: SequenceEncoder | None = None
         self.noise_logit = nn.Parameter(torch.zeros(()))  # theta: a = sigmoid(theta) starts at 0.5
@@ -102,6 +106,14 @@ class FedContrastVAE(AveragedModulesTask):
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
         self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        if hp.aug_refresh == "once":
+            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
+            self._fixed_views = FixedViews(inputs, self.draw_views)
+
+    def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One view (B, 1, T) per sequence by one operator among crop, mask and reorder, chosen uniformly."""
+        operators = torch.randint(len(AUGMENTATIONS), (len(inputs),), device=inputs.device, generator=generator)
+        return augment(inputs, self.pad_id, operators, generator).unsqueeze(1)
 
     def shared_modules(self) -> dict[str, nn.Module]:
         """The encoder (both stacks) and the decoder (FedAvg): no item embedding, no head, not theta."""
@@ -116,8 +128,7 @@ class FedContrastVAE(AveragedModulesTask):
         valid = inputs != self.pad_id
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
-        operators = torch.randint(len(AUGMENTATIONS), (len(inputs),), device=inputs.device)
-        view = augment(inputs, self.pad_id, operators)
+        view = (self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs))[:, 0]
         mu, logvar = self._gaussian(inputs)
         mu_view, logvar_view = self._gaussian(view)
         sigma = (0.5 * logvar).exp()

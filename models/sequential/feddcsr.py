@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.augmentations import FixedViews
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.sequential.expert import Expert, head_candidate_scores
@@ -67,6 +68,7 @@ class FedDCSR(AveragedModulesTask):
         margin: float = 0.3,
         temperature: float = 1.0,
         global_mask: Literal["per_batch", "accumulated"] = "per_batch",
+        aug_refresh: Literal["step", "once"] = "step",
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
         loss_chunk_size: int = 512,
         lr: float = 1e-3,
@@ -91,6 +93,9 @@ class FedDCSR(AveragedModulesTask):
             global_mask: ``"per_batch"``: z_g is masked with each batch's padding mask on a copy (the default
                 choice); ``"accumulated"``: as the code, in place, so the received z_g collects every batch's
                 mask over the round.
+            aug_refresh: ``"step"``: a new shuffled view at every step (the default choice); ``"once"``: each
+                training sequence's view drawn once, at build (FedDCSR's code). With ``data.training_order:
+                fixed`` the datamodule's views (drawn once) are used either way.
             loss_normalization: ``"all_positions"`` (B * T, the code) or ``"valid_positions"``.
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
             lr: Adam learning rate (1e-3).
@@ -111,6 +116,7 @@ class FedDCSR(AveragedModulesTask):
         self.discriminator: PairDiscriminator | None = None
         self.batch_rows: int | None = None
         self._last_shared_batch: Tensor | None = None
+        self._fixed_views: FixedViews | None = None
         self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
@@ -135,6 +141,13 @@ class FedDCSR(AveragedModulesTask):
         shape = (datamodule.batch_size, datamodule.max_seq_len, hp.hidden_dim)
         self.register_buffer("global_representation", torch.zeros(shape))
         self.register_buffer("has_global_representation", torch.zeros((), dtype=torch.bool))
+        if hp.aug_refresh == "once":
+            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
+            self._fixed_views = FixedViews(inputs, self.draw_views)
+
+    def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One view (B, 1, T) per sequence: its real items shuffled."""
+        return shuffle_items(inputs, self.pad_id, generator).unsqueeze(1)
 
     def shared_modules(self) -> dict[str, nn.Module]:
         """The shared branch's encoder, both stacks (FedAvg); z_g is added by :meth:`shared_state`."""
@@ -183,7 +196,10 @@ class FedDCSR(AveragedModulesTask):
         hp = self.hparams
         b = len(inputs)
         valid = inputs != self.pad_id
-        views = batch[2] if len(batch) > 2 else shuffle_items(inputs, self.pad_id)
+        if len(batch) > 2:
+            views = batch[2]
+        else:
+            views = (self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs))[:, 0]
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.augmentations import unique_rows
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.fedcl4srec import FedCL4SRec
 
@@ -103,7 +104,7 @@ class FedDuoRec(FedCL4SRec):
         inputs = torch.cat([r[0] for r in rows])
         targets = torch.cat([r[1] for r in rows])
         sequences = torch.cat([inputs, targets[:, -1:]], 1)
-        sequences, first = _unique_rows(sequences)
+        sequences, first = unique_rows(sequences)
         inputs, targets = inputs[first], targets[first]
         generator = torch.Generator().manual_seed(self.hparams.positive_seed)
         positives = same_target_positives(inputs, targets, generator)
@@ -134,12 +135,3 @@ class FedDuoRec(FedCL4SRec):
         loss = rec + hp.contrastive_weight * contrast
         self.log_dict({"train/loss": loss, "train/next_item": rec, "train/contrast": contrast}, batch_size=len(inputs))
         return loss
-
-
-def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """The distinct rows and the index of each one's first occurrence."""
-    unique, inverse = rows.unique(dim=0, return_inverse=True)
-    first = torch.full((len(unique),), len(rows), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(rows)), reduce="amin"
-    )
-    return unique, first
