@@ -17,7 +17,7 @@ from lightning_fed.models.sequential.augmentations import FixedViews, augment, t
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.sequence_encoder import BlockForm, SequenceEncoder
 
 
 class FedCL4SRec(AveragedModulesTask):
@@ -35,6 +35,7 @@ class FedCL4SRec(AveragedModulesTask):
         num_blocks: int = 2,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         contrastive_weight: float = 0.1,
         temperature: float = 1.0,
         aug_refresh: Literal["step", "once"] = "step",
@@ -52,6 +53,8 @@ class FedCL4SRec(AveragedModulesTask):
             num_blocks: self-attention blocks (2).
             num_heads: attention heads (4).
             dropout: dropout (0.3).
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             contrastive_weight: lambda (0.1, hard-coded in FedDCSR's trainer).
             temperature: tau of the NCE (1.0).
             aug_refresh: ``"step"``: new views at every step (the default choice); ``"once"``: each training
@@ -73,7 +76,7 @@ class FedCL4SRec(AveragedModulesTask):
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
-        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, block_form=hp.block_form)
         self.expert = Expert(
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
             embedding_init="standard_normal", input_norm_eps=1e-12,

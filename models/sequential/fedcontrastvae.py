@@ -18,7 +18,7 @@ from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, FixedVi
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder, gaussian_kl
+from lightning_fed.models.sequential.sequence_encoder import BlockForm, SequenceEncoder, gaussian_kl
 
 
 def variational_dropout_prior_kl(a: Tensor) -> Tensor:
@@ -50,6 +50,7 @@ class FedContrastVAE(AveragedModulesTask):
         num_blocks: int = 1,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         contrastive_weight: float = 1.0,
         temperature: float = 1.0,
         main_reparam: Literal["mu_plus_sigma", "sample"] = "mu_plus_sigma",
@@ -70,6 +71,8 @@ class FedContrastVAE(AveragedModulesTask):
             num_blocks: blocks per stack (1).
             num_heads: attention heads (4).
             dropout: dropout (0.3).
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             contrastive_weight: weight of NCE(u, u') (1.0).
             temperature: tau of the NCE (1.0).
             main_reparam: branch 1's latent: ``"mu_plus_sigma"`` (the code: mu + sigma, no noise) or
@@ -100,12 +103,14 @@ class FedContrastVAE(AveragedModulesTask):
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         self.scenario_value("anneal_cap", datamodule)
         hp = self.hparams
-        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, kl_regularizer=True)
+        encoder = SequenceEncoder(
+            hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, hp.block_form, kl_regularizer=True
+        )
         self.expert = Expert(
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
-        self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, block_form=hp.block_form)
         if hp.aug_refresh == "once":
             inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
             self._fixed_views = FixedViews(inputs, self.draw_views)

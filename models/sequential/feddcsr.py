@@ -20,7 +20,7 @@ from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.sequential.expert import Expert, head_candidate_scores
 from lightning_fed.models.sequential.pair_discriminator import PairDiscriminator, similarity_hinge_loss
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.sequence_encoder import BlockForm, SequenceEncoder
 from lightning_fed.strategies.base import GLOBAL
 
 #: The key of the shared representation in the upload and in the server's average.
@@ -61,6 +61,7 @@ class FedDCSR(AveragedModulesTask):
         num_blocks: int = 2,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         anneal_cap: float | None = None,
         total_annealing_step: int = 10000,
         similarity_weight: float | None = None,
@@ -83,6 +84,8 @@ class FedDCSR(AveragedModulesTask):
             num_blocks: blocks per stack (2).
             num_heads: attention heads (4).
             dropout: dropout of the inputs, the blocks and the graph's propagated copy (0.3).
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             anneal_cap: maximum KL weight; None takes the data's ``model_defaults`` (1.0 FKCB, 0.01 MBG, SGH).
             total_annealing_step: steps over which the KL weight grows to ``anneal_cap`` (10000).
             similarity_weight: beta of L_sim; None takes the data's ``model_defaults`` (2.0 FKCB, 0.5 MBG, SGH).
@@ -126,7 +129,13 @@ class FedDCSR(AveragedModulesTask):
 
         def branch() -> Expert:
             encoder = SequenceEncoder(
-                hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, kl_regularizer=True, sample_latent=True
+                hp.hidden_dim,
+                hp.num_blocks,
+                hp.num_heads,
+                hp.dropout,
+                hp.block_form,
+                kl_regularizer=True,
+                sample_latent=True,
             )
             return Expert(
                 datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=1,

@@ -16,6 +16,7 @@ from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entr
 from lightning_fed.models.sequential.augmentations import unique_rows
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.fedcl4srec import FedCL4SRec
+from lightning_fed.models.sequential.sequence_encoder import BlockForm
 
 
 def same_target_positives(inputs: Tensor, targets: Tensor, generator: torch.Generator) -> Tensor:
@@ -61,6 +62,7 @@ class FedDuoRec(FedCL4SRec):
         num_blocks: int = 2,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         contrastive_weight: float = 0.1,
         temperature: float = 1.0,
         positive_seed: int = 42,
@@ -78,6 +80,8 @@ class FedDuoRec(FedCL4SRec):
             num_blocks: self-attention blocks (2).
             num_heads: attention heads (4).
             dropout: dropout (0.3).
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             contrastive_weight: lambda (0.1, hard-coded in FedDCSR's trainer).
             temperature: tau of the NCE (1.0).
             positive_seed: seed of the one draw of the same-target positives.
@@ -89,7 +93,7 @@ class FedDuoRec(FedCL4SRec):
             ranking: ``"sampled"`` or ``"full"`` ranking at evaluation.
         """
         super().__init__(
-            hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout,
+            hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, block_form=block_form,
             contrastive_weight=contrastive_weight, temperature=temperature, loss_normalization=loss_normalization,
             loss_chunk_size=loss_chunk_size, lr=lr, weight_decay=weight_decay, adam_betas=adam_betas,
             ranking=ranking,

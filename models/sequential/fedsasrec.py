@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.expert import Expert
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.sequence_encoder import BlockForm, SequenceEncoder
 
 
 class FedSASRec(AveragedModulesTask):
@@ -27,6 +27,7 @@ class FedSASRec(AveragedModulesTask):
         num_blocks: int = 2,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         loss_chunk_size: int = 512,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -39,6 +40,8 @@ class FedSASRec(AveragedModulesTask):
             num_blocks: self-attention blocks.
             num_heads: attention heads.
             dropout: dropout.
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             loss_chunk_size: rows per chunk of the full-softmax cross-entropy.
             lr: Adam learning rate.
             weight_decay: Adam weight decay.
@@ -51,7 +54,7 @@ class FedSASRec(AveragedModulesTask):
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
-        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        encoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, block_form=hp.block_form)
         self.expert = Expert(
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0
         )

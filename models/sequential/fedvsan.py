@@ -16,7 +16,7 @@ from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.expert import Expert
-from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
+from lightning_fed.models.sequential.sequence_encoder import BlockForm, SequenceEncoder
 
 
 class FedVSAN(AveragedModulesTask):
@@ -34,6 +34,7 @@ class FedVSAN(AveragedModulesTask):
         num_blocks: int = 1,
         num_heads: int = 4,
         dropout: float = 0.3,
+        block_form: BlockForm = "pre_norm",
         anneal_cap: float | None = None,
         total_annealing_step: int = 10000,
         loss_normalization: Literal["all_positions", "valid_positions"] = "all_positions",
@@ -50,6 +51,8 @@ class FedVSAN(AveragedModulesTask):
             num_blocks: blocks per stack (1 in FedDCSR, "for fairness").
             num_heads: attention heads (4).
             dropout: dropout (0.3).
+            block_form: ``"pre_norm"``: the project's block (the default choice); ``"sasrec"``: FedDCSR's, whose
+                attention residual is added to LN(x) and whose padding keys are unmasked (docs/specs/baselines.md).
             anneal_cap: maximum KL weight; None takes the data's ``model_defaults`` (1.0 for FKCB, 0.01 for
                 MBG and SGH).
             total_annealing_step: steps over which the KL weight grows to ``anneal_cap`` (10000).
@@ -73,13 +76,19 @@ class FedVSAN(AveragedModulesTask):
         self.scenario_value("anneal_cap", datamodule)
         hp = self.hparams
         encoder = SequenceEncoder(
-            hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, kl_regularizer=True, sample_latent=True
+            hp.hidden_dim,
+            hp.num_blocks,
+            hp.num_heads,
+            hp.dropout,
+            hp.block_form,
+            kl_regularizer=True,
+            sample_latent=True,
         )
         self.expert = Expert(
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
-        self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout)
+        self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, block_form=hp.block_form)
 
     def shared_modules(self) -> dict[str, nn.Module]:
         """The encoder (both stacks) and the decoder (FedAvg): no item embedding, no head."""

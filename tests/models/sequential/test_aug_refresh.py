@@ -46,3 +46,16 @@ def test_once_reuses_the_build_draw_and_step_draws_anew(cls, food):
     step = build(cls, food)
     assert step._fixed_views is None
     assert not torch.equal(step.draw_views(inputs), step.draw_views(inputs))
+
+
+@pytest.mark.parametrize("name", ["FedSASRec", "FedVSAN", "FedContrastVAE", "FedCL4SRec", "FedDuoRec", "FedDCSR"])
+def test_block_form_reaches_every_encoder(name, food):
+    import lightning_fed.models as zoo
+    from lightning_fed.models.sequential.sequence_encoder import CausalSelfAttentionBlock, SequenceEncoder
+
+    for form in ("pre_norm", "sasrec"):
+        model = build(getattr(zoo, name), food, block_form=form)
+        encoders = [m for m in model.modules() if isinstance(m, SequenceEncoder)]
+        blocks = [m for m in model.modules() if isinstance(m, CausalSelfAttentionBlock)]
+        assert encoders and blocks
+        assert {e.block_form for e in encoders} == {form} and {b.form for b in blocks} == {form}
