@@ -93,7 +93,10 @@ def heatmaps(path: Path, domains: list[str], change: dict[str, dict[str, float]]
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, prefix, title in ((axes[0], "without", "expert removed"), (axes[1], "only", "expert alone")):
+    for ax, prefix, title, what in (
+        (axes[0], "without", "expert removed", "removed"),
+        (axes[1], "only", "expert alone", "kept alone"),
+    ):
         grid = [[change[t][f"{prefix} {d}"] for d in domains] for t in domains]
         bound = max(1e-9, max(abs(v) for row in grid for v in row))
         image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
@@ -102,7 +105,7 @@ def heatmaps(path: Path, domains: list[str], change: dict[str, dict[str, float]]
                 ax.text(j, i, f"{value:+.1f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(domains)), domains)
         ax.set_yticks(range(len(domains)), domains)
-        ax.set_xlabel(f"domain whose {title}")
+        ax.set_xlabel(f"the domain whose expert is {what}")
         ax.set_ylabel("target domain")
         ax.set_title(f"change in test MRR (%), {title}")
         fig.colorbar(image, ax=ax, shrink=0.8)
