@@ -58,9 +58,7 @@ def write_table(output: Path, epochs: list[int], png: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = paper_table.split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="fkcb", help="a data layer, configs/data/<scenario>.yaml (fkcb)")
     parser.add_argument("--budget", default="cpu", help="a budget layer, configs/budget/<budget>.yaml (cpu)")
@@ -76,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return paper_table.fail(f"--epochs must be integers separated by commas, got {args.epochs!r}")
     if not epochs or min(epochs) < 1:
         return paper_table.fail(f"--epochs must be at least 1, got {args.epochs!r}")
-    for layer in (f"data/{args.scenario}.yaml", f"budget/{args.budget}.yaml"):
-        if not (paper_table.ROOT / "configs" / layer).is_file():
-            return paper_table.fail(f"configs/{layer} does not exist (--scenario / --budget name a layer in configs/)")
+    missing = paper_table.missing_layer(args.scenario, args.budget)
+    if missing:
+        return paper_table.fail(missing)
     output = args.output or paper_table.ROOT / "runs" / f"rq2_{args.scenario}_{args.budget}"
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

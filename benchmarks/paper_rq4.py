@@ -115,9 +115,7 @@ def heatmaps(path: Path, domains: list[str], change: dict[str, dict[str, float]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = paper_table.split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="the run directory of a finished FMoE-CDSR fit")
     parser.add_argument("--scenario", default="fkcb", help="the data layer it was trained with (fkcb)")

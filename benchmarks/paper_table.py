@@ -296,10 +296,25 @@ def write_tables(
     return summaries
 
 
-def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def split_extra(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The command's own arguments, and those after ``--`` (given to every ``main.py`` run)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
+
+
+def missing_layer(scenario: str, budget: str) -> str | None:
+    """The error for a ``--scenario`` or ``--budget`` that names no layer in configs/ (None: both exist)."""
+    for layer in (f"data/{scenario}.yaml", f"budget/{budget}.yaml"):
+        if not (ROOT / "configs" / layer).is_file():
+            return f"configs/{layer} does not exist (--scenario / --budget name a layer in configs/)"
+    return None
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv, extra = split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="fkcb", help="a data layer, configs/data/<scenario>.yaml (fkcb)")
     parser.add_argument("--budget", default="cpu", help="a budget layer, configs/budget/<budget>.yaml (cpu)")
@@ -324,9 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in tables if t not in TABLES]
     if unknown or not tables:
         return fail(f"--tables: unknown {unknown or tables}; choose from {sorted(TABLES)}")
-    for layer in (f"data/{args.scenario}.yaml", f"budget/{args.budget}.yaml"):
-        if not (ROOT / "configs" / layer).is_file():
-            return fail(f"configs/{layer} does not exist (--scenario / --budget name a layer in configs/)")
+    missing = missing_layer(args.scenario, args.budget)
+    if missing:
+        return fail(missing)
     if args.seeds < 1:
         return fail(f"--seeds must be at least 1, got {args.seeds}")
     methods = list(dict.fromkeys(m for t in tables for m in TABLES[t]))
