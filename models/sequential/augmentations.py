@@ -118,3 +118,27 @@ class FixedViews:
         except KeyError:
             raise ValueError("aug_refresh=once: a training batch holds a sequence that was not drawn a view") from None
         return self.views[rows].to(inputs.device)
+
+
+def training_inputs(datamodule) -> Tensor:
+    """Every training input row (M, T) of a client's datamodule, in its loader's order."""
+    return torch.cat([batch[0] for batch in datamodule.train_dataloader()])
+
+
+class AugmentedViews:
+    """A model's views of a batch per ``aug_refresh``: drawn at every step, or once per training sequence.
+
+    Args:
+        draw: ``draw(inputs, generator) -> (B, V, T)`` the model's views of a batch.
+        refresh: ``"step"``: ``draw`` at every call; ``"once"``: one draw for the client's training sequences
+            at build (:class:`FixedViews`), looked up at every call.
+        datamodule: the client's datamodule (read only for ``"once"``).
+    """
+
+    def __init__(self, draw, refresh: Literal["step", "once"], datamodule) -> None:
+        self.draw = draw
+        self.fixed = FixedViews(training_inputs(datamodule), draw) if refresh == "once" else None
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """The views (B, V, T) of a batch's rows."""
+        return self.draw(inputs) if self.fixed is None else self.fixed(inputs)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
-from lightning_fed.models.sequential.augmentations import FixedViews, augment, two_distinct_operators
+from lightning_fed.models.sequential.augmentations import AugmentedViews, augment, two_distinct_operators
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
@@ -72,7 +72,7 @@ class FedCL4SRec(AveragedModulesTask):
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         self.save_hyperparameters()
         self.expert: Expert | None = None
-        self._fixed_views: FixedViews | None = None
+        self.augmented_views: AugmentedViews | None = None
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
         hp = self.hparams
@@ -81,9 +81,8 @@ class FedCL4SRec(AveragedModulesTask):
             datamodule.num_items, encoder, hp.hidden_dim, datamodule.max_seq_len, hp.dropout, gnn_layers=0,
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
-        if hp.get("aug_refresh", "step") == "once":
-            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
-            self._fixed_views = FixedViews(inputs, self.draw_views)
+        # FedDuoRec (a subclass) draws no views and has no aug_refresh
+        self.augmented_views = AugmentedViews(self.draw_views, hp.get("aug_refresh", "step"), datamodule)
 
     def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Two views (B, 2, T) per sequence by two different operators, drawn without replacement."""
@@ -101,7 +100,7 @@ class FedCL4SRec(AveragedModulesTask):
         hp = self.hparams
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
-        drawn = self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs)
+        drawn = self.augmented_views(inputs)
         views = torch.cat([drawn[:, 0], drawn[:, 1]])
         encoded = self.expert(torch.cat([inputs, views]), None)
         z, view_last = encoded[: len(inputs)], encoded[len(inputs) :, -1]

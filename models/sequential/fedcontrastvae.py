@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
-from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, FixedViews, augment
+from lightning_fed.models.sequential.augmentations import AUGMENTATIONS, AugmentedViews, augment
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent
 from lightning_fed.models.sequential.expert import Expert
@@ -94,7 +94,7 @@ class FedContrastVAE(AveragedModulesTask):
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
         check_integer("model.init_args.total_annealing_step", total_annealing_step)
         self.save_hyperparameters()
-        self._fixed_views: FixedViews | None = None
+        self.augmented_views: AugmentedViews | None = None
         self.expert: Expert | None = None
         self.decoder: SequenceEncoder | None = None
         self.noise_logit = nn.Parameter(torch.zeros(()))  # theta: a = sigmoid(theta) starts at 0.5
@@ -111,9 +111,7 @@ class FedContrastVAE(AveragedModulesTask):
             embedding_init="standard_normal", input_norm_eps=1e-12,
         )  # fmt: skip
         self.decoder = SequenceEncoder(hp.hidden_dim, hp.num_blocks, hp.num_heads, hp.dropout, block_form=hp.block_form)
-        if hp.aug_refresh == "once":
-            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
-            self._fixed_views = FixedViews(inputs, self.draw_views)
+        self.augmented_views = AugmentedViews(self.draw_views, hp.aug_refresh, datamodule)
 
     def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One view (B, 1, T) per sequence by one operator among crop, mask and reorder, chosen uniformly."""
@@ -133,7 +131,7 @@ class FedContrastVAE(AveragedModulesTask):
         valid = inputs != self.pad_id
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
-        view = (self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs))[:, 0]
+        view = self.augmented_views(inputs)[:, 0]
         mu, logvar = self._gaussian(inputs)
         mu_view, logvar_view = self._gaussian(view)
         sigma = (0.5 * logvar).exp()

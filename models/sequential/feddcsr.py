@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
-from lightning_fed.models.sequential.augmentations import FixedViews
+from lightning_fed.models.sequential.augmentations import AugmentedViews
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
 from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.sequential.expert import Expert, head_candidate_scores
@@ -119,7 +119,7 @@ class FedDCSR(AveragedModulesTask):
         self.discriminator: PairDiscriminator | None = None
         self.batch_rows: int | None = None
         self._last_shared_batch: Tensor | None = None
-        self._fixed_views: FixedViews | None = None
+        self.augmented_views: AugmentedViews | None = None
         self.register_buffer("annealing_step", torch.zeros((), dtype=torch.long))
 
     def configure_models(self, datamodule: Any) -> None:  # noqa: D102
@@ -150,9 +150,7 @@ class FedDCSR(AveragedModulesTask):
         shape = (datamodule.batch_size, datamodule.max_seq_len, hp.hidden_dim)
         self.register_buffer("global_representation", torch.zeros(shape))
         self.register_buffer("has_global_representation", torch.zeros((), dtype=torch.bool))
-        if hp.aug_refresh == "once":
-            inputs = torch.cat([batch[0] for batch in datamodule.train_dataloader()])
-            self._fixed_views = FixedViews(inputs, self.draw_views)
+        self.augmented_views = AugmentedViews(self.draw_views, hp.aug_refresh, datamodule)
 
     def draw_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One view (B, 1, T) per sequence: its real items shuffled."""
@@ -208,7 +206,7 @@ class FedDCSR(AveragedModulesTask):
         if len(batch) > 2:
             views = batch[2]
         else:
-            views = (self._fixed_views(inputs) if self._fixed_views is not None else self.draw_views(inputs))[:, 0]
+            views = self.augmented_views(inputs)[:, 0]
         rows = targets != self.ignore_target
         denominator = self.loss_denominator(targets)
 

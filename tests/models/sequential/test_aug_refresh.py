@@ -36,15 +36,15 @@ def test_fixed_views_are_one_draw_per_distinct_sequence_looked_up_by_row(food):
 def test_once_reuses_the_build_draw_and_step_draws_anew(cls, food):
     inputs, targets = next(iter(food.train_dataloader()))
     once = build(cls, food, aug_refresh="once")
-    first = once._fixed_views(inputs)
+    first = once.augmented_views.fixed(inputs)
     assert first.shape[0] == len(inputs) and first.shape[-1] == inputs.shape[1]
     pad = food.num_items
     assert ((first == pad).sum(-1) >= (inputs == pad).sum(-1, keepdim=True)).all()  # views only drop items
-    once.draw_views = None  # a step in "once" mode must not draw
+    once.augmented_views.draw = None  # a step in "once" mode must not draw
     once.training_step((inputs, targets), 0)
-    assert torch.equal(once._fixed_views(inputs), first)
+    assert torch.equal(once.augmented_views.fixed(inputs), first)
     step = build(cls, food)
-    assert step._fixed_views is None
+    assert step.augmented_views.fixed is None
     assert not torch.equal(step.draw_views(inputs), step.draw_views(inputs))
 
 
