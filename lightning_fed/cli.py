@@ -269,7 +269,32 @@ def restore_saved_configuration(subcommand: str, config: Namespace) -> None:
                 file=sys.stderr,
                 flush=True,
             )
+        added = _arguments_added_since(import_class(saved["class_path"]), init_args)
+        if added:
+            init_args.update(added)
+            print(
+                f"note: {section} arguments newer than {path} take their defaults (the behaviour it was trained "
+                f"with): {', '.join(f'{name}={value!r}' for name, value in added.items())}",
+                file=sys.stderr,
+                flush=True,
+            )
         config[section] = Namespace(class_path=saved["class_path"], init_args=Namespace(**init_args))
+
+
+def _arguments_added_since(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of ``cls``'s own ``__init__`` arguments that a saved configuration does not list.
+
+    A checkpoint written before an argument existed was trained with the behaviour the argument's default keeps,
+    and LightningCLI records a module's hyperparameters from the configuration it instantiates, so the default
+    must be written into that configuration: otherwise ``hparams`` lacks the name.
+    """
+    import inspect
+
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name not in saved and name != "self" and parameter.default is not inspect.Parameter.empty
+    }
 
 
 def _init_defaults(cls: type) -> dict[str, Any]:

@@ -127,6 +127,26 @@ def test_test_and_resume_restore_the_saved_configuration(tmp_path, saved_run):
             assert retested["test"][row][name] == pytest.approx(value, rel=1e-6)
 
 
+def test_a_checkpoint_older_than_a_model_argument_is_tested_with_its_default(tmp_path, saved_run, capsys):
+    """An argument added after the checkpoint was written takes its default, which is the behaviour it trained with."""
+    checkpoint = torch.load(saved_run / "federation" / "best.pt", weights_only=True)
+    init_args = checkpoint["model_config"]["init_args"]
+    assert init_args["block_form"] == "pre_norm"
+    del init_args["block_form"], init_args["graph_form"]  # as written before the two flags existed
+    torch.save(checkpoint, tmp_path / "old.pt")
+    main(["test", CONFIG, f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={tmp_path / 'old.pt'}"])
+    assert "model arguments newer than" in capsys.readouterr().err
+    import json
+
+    fit = json.loads((saved_run / "results.json").read_text())
+    retested = json.loads((tmp_path / "results_test.json").read_text())
+    assert retested["config"]["model"]["init_args"]["block_form"] == "pre_norm"
+    assert retested["config"]["model"]["init_args"]["graph_form"] == fit["config"]["model"]["init_args"]["graph_form"]
+    for row, values in fit["test"].items():
+        for name, value in values.items():
+            assert retested["test"][row][name] == pytest.approx(value, rel=1e-6)
+
+
 # --- data ------------------------------------------------------------------------------------------------------------
 def test_a_non_utf8_byte_in_a_data_file_is_named_with_its_line(tmp_path):
     from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
