@@ -20,26 +20,17 @@ from lightning.pytorch.loggers import Logger
 
 from lightning_fed.callbacks.federated_round import FederatedRound
 from lightning_fed.checkpoint import load_checkpoint, resolve_ckpt_path, save_checkpoint
-from lightning_fed.client_logger import ClientLogger
+from lightning_fed.client_runtime import ClientRuntime, Stage
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.memory import resident_memory_gb
+from lightning_fed.pools import ClientPool, InProcessPool
 from lightning_fed.protocols import client_datamodules_of, require_federated
 from lightning_fed.results import average_over_clients, markdown_table, write_json_atomic
 from lightning_fed.rounds import RoundClock
 from lightning_fed.server import Server
 from lightning_fed.strategies import Strategy
 from lightning_fed.strategies.compatibility import check_compatible
-from lightning_fed.trainer_factory import TrainerFactory, quiet_lightning
-
-
-@dataclass
-class Client:
-    """One client: its own LightningModule, DataModule and synchronization callback."""
-
-    name: str
-    module: LightningModule
-    datamodule: LightningDataModule
-    sync: FederatedRound
+from lightning_fed.trainer_factory import TrainerFactory
 
 
 @dataclass
@@ -201,24 +192,44 @@ class Federation:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _clients(self, model: LightningModule, datamodule: Any) -> tuple[list[Client], Server]:
+    def check_model(self, model: LightningModule) -> None:
+        """Refuse a model that declares nothing to share, or that cannot take what the strategy sends."""
         try:
             require_federated(model)
         except TypeError as err:
             raise ConfigurationError(f"model: {err}") from None
         check_compatible(model, self.strategy)
-        client_dms = client_datamodules_of(datamodule)
+
+    def new_server(self, clients: list[str]) -> Server:
+        """The server of a federation of ``clients``, with this federation's strategy and sampling."""
         self.clock = RoundClock(self._rounds_to_run())
-        server = Server(self.strategy, list(client_dms), self.fraction, self.sampling_seed)
-        clients = []
-        for name, dm in client_dms.items():
-            module = copy.deepcopy(model)
-            self.seed_for("build", name)
-            module.build(dm)
-            sync = FederatedRound(name, server, self.clock.view)
-            clients.append(Client(name, module, dm, sync))
-        self._check_monitor(clients[0].module)
-        return clients, server
+        return Server(self.strategy, clients, self.fraction, self.sampling_seed)
+
+    def build_client(
+        self, model: LightningModule, name: str, datamodule: LightningDataModule, server: Any
+    ) -> ClientRuntime:
+        """Client ``name``: a copy of the template ``model`` built on its datamodule, synchronizing with ``server``.
+
+        The same call builds a client in this process and on a client's own machine (Flower): the build is seeded
+        with (the run's seed, "build", ``name``), so both get the same initial weights.
+        """
+        module = copy.deepcopy(model)
+        self.seed_for("build", name)
+        module.build(datamodule)
+        sync = FederatedRound(name, server, self.clock.view)
+        return ClientRuntime(name, module, datamodule, sync, self.trainers, self.seed_for)
+
+    def _clients(self, model: LightningModule, datamodule: Any) -> tuple[InProcessPool, Server]:
+        self.check_model(model)
+        client_dms = client_datamodules_of(datamodule)
+        server = self.new_server(list(client_dms))
+        clients = [self.build_client(model, name, dm, server) for name, dm in client_dms.items()]
+        pool = InProcessPool(clients, lambda: self.loggers, lambda: self.state.step, self._add_steps)
+        self._check_monitor(pool.declarations)
+        return pool, server
+
+    def _add_steps(self, steps: int) -> None:
+        self.state.step += steps
 
     def _check_monitor(self, module: LightningModule) -> None:
         """Take the monitored metric from the model unless configured, and check the model reports it."""
@@ -239,14 +250,14 @@ class Federation:
             )
 
     # Checkpoints --------------------------------------------------------------------------------------------
-    def _checkpoint(self, clients: list[Client], server: Server, state: LoopState) -> dict[str, Any]:
+    def _checkpoint(self, pool: ClientPool, server: Server, state: LoopState) -> dict[str, Any]:
         return {
             **asdict(state),
             "model_config": self.run_config.get("model"),
             "data_config": self.run_config.get("data"),
             "strategy": type(self.strategy).__name__,
             "server": server.state_dict(),
-            "clients": {c.name: {"module": c.module.state_dict(), "sync": c.sync.state_dict()} for c in clients},
+            "clients": pool.client_states(),
         }
 
     def _save(self, checkpoint: dict[str, Any], name: Literal["best", "last"]) -> Path:
@@ -255,60 +266,27 @@ class Federation:
         return save_checkpoint(checkpoint, self.checkpoint_path(name))
 
     def _restore(
-        self, clients: list[Client], server: Server, path: Path, checkpoint: dict[str, Any] | None = None
+        self, pool: ClientPool, server: Server, path: Path, checkpoint: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Load the client modules, their synchronization state and the server from a checkpoint.
+        """Load the clients' states (where the checkpoint holds them) and the server from a checkpoint.
 
         Args:
-            clients: the clients to load.
+            pool: the clients to load.
             server: the server to load.
             path: the checkpoint file (read unless ``checkpoint`` is its content, already read).
             checkpoint: the file's content, when the caller has read it already.
         """
         if checkpoint is None:
             checkpoint = load_checkpoint(path)
-        saved = set(checkpoint["clients"])
-        names = {c.name for c in clients}
-        if saved != names:
-            raise ConfigurationError(
-                f"ckpt_path: {path} is a federation of the clients {sorted(saved)}, but data gives {sorted(names)}"
-            )
         saved_strategy = checkpoint.get("strategy")
         if saved_strategy is not None and saved_strategy != type(self.strategy).__name__:
             raise ConfigurationError(
                 f"ckpt_path: {path} was trained with federation.strategy {saved_strategy}, but the configuration "
                 f"gives {type(self.strategy).__name__}"
             )
-        for c in clients:
-            module_state = checkpoint["clients"][c.name]["module"]
-            try:
-                c.module.load_state_dict(module_state)
-            except RuntimeError as err:
-                raise ConfigurationError(self._mismatch_message(path, c, module_state, err)) from None
-            c.sync.load_state_dict(checkpoint["clients"][c.name]["sync"])
+        pool.load_client_states(checkpoint["clients"], path)
         server.load_state_dict(checkpoint["server"])
         return checkpoint
-
-    @staticmethod
-    def _mismatch_message(path: Path, client: Client, saved: dict[str, Any], err: RuntimeError) -> str:
-        own = client.module.state_dict()
-        shapes = [k for k in saved if k in own and tuple(saved[k].shape) != tuple(own[k].shape)]
-        missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-        if shapes:
-            k = shapes[0]
-            first = f"{k} is {tuple(saved[k].shape)} in the file and {tuple(own[k].shape)} in the model"
-        elif missing:
-            first = f"the file lacks {missing[0]}"
-        elif unexpected:
-            first = f"the model has no {unexpected[0]}"
-        else:
-            first = str(err).strip().splitlines()[0]
-        count = len(shapes) + len(missing) + len(unexpected)
-        return (
-            f"ckpt_path: {path} does not fit the configured model {type(client.module).__name__} at client "
-            f"{client.name}: {first} ({count} tensor(s) differ); test it with the model configuration it was "
-            "trained with"
-        )
 
     def _check_run_dir_is_free(self) -> None:
         """A new run never overwrites another run's checkpoints or results, unless ``overwrite`` says so."""
@@ -324,28 +302,14 @@ class Federation:
             )
 
     # Rounds -------------------------------------------------------------------------------------------------
-    def _train_client(self, client: Client, round_idx: int) -> None:
-        epochs = self.local_epochs
+    def epochs_of_round(self, round_idx: int) -> int:
+        """Local epochs in round ``round_idx`` (``first_round_epochs`` in round 1 when set)."""
         if round_idx == 1 and self.first_round_epochs is not None:
-            epochs = self.first_round_epochs
-        logger = ClientLogger(self.loggers, client.name, lambda: self.state.step)
-        trainer = self.trainers.fit_trainer(client.name, client.sync, epochs, logger)
-        self.seed_for("fit", client.name, round_idx)
-        with quiet_lightning():
-            trainer.fit(client.module, datamodule=client.datamodule)
-        self.state.step += trainer.global_step
+            return self.first_round_epochs
+        return self.local_epochs
 
-    def _evaluate(self, client: Client, stage: Literal["validate", "test"]) -> dict[str, float]:
-        trainer = self.trainers.eval_trainer(client.name, client.sync)
-        self.seed_for(stage, client.name)
-        with quiet_lightning():
-            run = trainer.validate if stage == "validate" else trainer.test
-            (metrics,) = run(client.module, datamodule=client.datamodule, verbose=False)
-        prefix = "val/" if stage == "validate" else "test/"
-        return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
-
-    def _evaluate_all(self, clients: list[Client], stage: Literal["validate", "test"]) -> dict[str, dict]:
-        per_client = {c.name: self._evaluate(c, stage) for c in clients}
+    def _evaluate_all(self, pool: ClientPool, server: Server, stage: Stage) -> dict[str, dict]:
+        per_client = pool.evaluate(server, stage)
         return {**per_client, "Avg": average_over_clients(per_client)}
 
     def _improved(self, score: float, best: float | None) -> bool:
@@ -359,13 +323,13 @@ class Federation:
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.state.step)
 
-    def _start_loggers(self, clients: list[Client]) -> None:
+    def _start_loggers(self, clients: list[str]) -> None:
         for logger in self.loggers:
             logger.log_hyperparams(self.run_config or {"federation": "lightning_fed"})
             experiment = getattr(logger, "experiment", None)
             if type(logger).__name__ == "WandbLogger" and hasattr(experiment, "define_metric"):
                 experiment.define_metric("round")
-                for row in [*(c.name for c in clients), "Avg", "system"]:
+                for row in [*clients, "Avg", "system"]:
                     experiment.define_metric(f"{row}/val/*", step_metric="round")
                 experiment.define_metric("system/*", step_metric="round")
 
@@ -387,10 +351,24 @@ class Federation:
         resume_from = resolve_ckpt_path(ckpt_path, self.run_dir)
         if resume_from is None:
             self._check_run_dir_is_free()
-        clients, server = self._clients(model, datamodule)
+        pool, server = self._clients(model, datamodule)
+        return self.run(pool, server, resume_from)
+
+    def run(self, pool: ClientPool, server: Server, resume_from: Path | None = None) -> dict[str, Any]:
+        """The round loop over ``pool``'s clients (in this process, or remote), then the test of the best round.
+
+        Args:
+            pool: the clients.
+            server: the server of those clients (:meth:`new_server`).
+            resume_from: a checkpoint of this federation to continue from (None: a new run).
+
+        Returns:
+            The results (also written to ``results.json`` in the run directory).
+        """
+        self._check_monitor(pool.declarations)
         state = self.state = LoopState()
         if resume_from is not None:
-            saved = self._restore(clients, server, resume_from)
+            saved = self._restore(pool, server, resume_from)
             state = self.state = LoopState(**{k: saved[k] for k in asdict(state) if k in saved})
             state.history = list(state.history)
             if "best_checkpoint" not in saved:  # written before best_checkpoint existed: best.pt beside it
@@ -399,8 +377,8 @@ class Federation:
                 state.stopped = self.patience is not None and state.bad_rounds > 0 and state.bad_rounds >= self.patience
             self._check_resumed_run_dir(state, resume_from)
         else:
-            server.initialize(clients[0].module.shared_state())
-        self._start_loggers(clients)
+            server.initialize(pool.initial_state())
+        self._start_loggers(pool.names)
         started = time.time()
         total = self._rounds_to_run()
         if state.stopped:
@@ -408,13 +386,11 @@ class Federation:
         for round_idx in range(state.round + 1, total + 1):
             if state.stopped:
                 break
-            participants = set(server.sample_clients(round_idx))
+            participants = server.sample_clients(round_idx)
             self.clock.start(round_idx)
-            for client in clients:
-                if client.name in participants:
-                    self._train_client(client, round_idx)
+            pool.train(server, participants, round_idx, self.epochs_of_round(round_idx))
             server.aggregate()
-            validation = self._evaluate_all(clients, "validate")
+            validation = self._evaluate_all(pool, server, "validate")
             score = self._score(validation)
             rss = resident_memory_gb()
             state.history.append(
@@ -430,21 +406,22 @@ class Federation:
             if self._improved(score, state.best_score):
                 state.best_round, state.best_score, state.bad_rounds = round_idx, score, 0
                 state.best_checkpoint = str(self.checkpoint_path("best"))
-                self._save(self._checkpoint(clients, server, state), "best")
+                pool.keep_best(round_idx)
+                self._save(self._checkpoint(pool, server, state), "best")
             else:
                 state.bad_rounds += 1
                 if self.patience is not None and state.bad_rounds >= self.patience:
                     state.stopped = True
                     print(f"early stopping: no improvement for {state.bad_rounds} round(s)", flush=True)
-            self._save(self._checkpoint(clients, server, state), "last")
+            self._save(self._checkpoint(pool, server, state), "last")
         if not self.trainers.fast_dev_run:  # a fast dev run tests the one round it trained, in memory
-            self._restore_best(clients, server, state)
-        test = self._evaluate_all(clients, "test")
+            self._restore_best(pool, server, state)
+        test = self._evaluate_all(pool, server, "test")
         self._log(test, "test")
         results = {
             "config": self.run_config,
             "run_id": state.run_id,
-            "clients": [c.name for c in clients],
+            "clients": pool.names,
             "strategy": type(self.strategy).__name__,
             "rounds_run": state.round,
             "stopped_early": state.stopped,
@@ -480,7 +457,7 @@ class Federation:
                     "--federation.overwrite true"
                 )
 
-    def _restore_best(self, clients: list[Client], server: Server, state: LoopState) -> None:
+    def _restore_best(self, pool: ClientPool, server: Server, state: LoopState) -> None:
         """Load the best round's states (not its loop state: the history of every round is kept)."""
         if state.best_checkpoint is None:
             raise ConfigurationError("the run has no best round to test (no round was validated)")
@@ -490,7 +467,8 @@ class Federation:
                 continue
             checkpoint = load_checkpoint(path)
             if checkpoint.get("run_id") in (None, state.run_id) and checkpoint.get("best_round") == state.best_round:
-                self._restore(clients, server, path, checkpoint)
+                self._restore(pool, server, path, checkpoint)
+                pool.restore_best(state.best_round)
                 return
         raise ConfigurationError(
             f"{state.best_checkpoint} no longer holds this run's best round {state.best_round} (it was removed or "
@@ -499,7 +477,7 @@ class Federation:
 
     def _load_for_evaluation(
         self, model: LightningModule, datamodule: Any, ckpt_path: str | Path | None, stage: str
-    ) -> list[Client]:
+    ) -> tuple[InProcessPool, Server]:
         path = resolve_ckpt_path(ckpt_path, self.run_dir, default="best")
         if ckpt_path is None and not path.is_file():
             raise ConfigurationError(
@@ -507,19 +485,19 @@ class Federation:
                 "--ckpt_path (a federation/best.pt or last.pt)"
             )
         checkpoint = load_checkpoint(path)  # a bad file fails here, before the data is read
-        clients, server = self._clients(model, datamodule)
-        self._restore(clients, server, path, checkpoint)
-        return clients
+        pool, server = self._clients(model, datamodule)
+        self._restore(pool, server, path, checkpoint)
+        return pool, server
 
     def _evaluate_saved(
         self, stage: Literal["validate", "test"], model: LightningModule, datamodule: Any, ckpt_path: str | Path | None
     ) -> dict[str, Any]:
-        clients = self._load_for_evaluation(model, datamodule, ckpt_path, stage)
-        self._start_loggers(clients)
-        table = self._evaluate_all(clients, stage)
+        pool, server = self._load_for_evaluation(model, datamodule, ckpt_path, stage)
+        self._start_loggers(pool.names)
+        table = self._evaluate_all(pool, server, stage)
         self._log(table, "val" if stage == "validate" else "test")
         key, title = ("validation", "Validation") if stage == "validate" else ("test", "Test")
-        results = {"config": self.run_config, "clients": [c.name for c in clients], key: table}
+        results = {"config": self.run_config, "clients": pool.names, key: table}
         self._finish(results, table, f"{title} metrics (%)", f"results_{stage}.json")
         return results
 
