@@ -47,6 +47,10 @@ class Strategy(ABC):
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:
         """Update ``store`` in place from this round's ``uploads`` (keyed by client)."""
 
+    def needs_uploads(self) -> bool:
+        """Whether the next round's uploads would be used (False: clients keep their shared state to themselves)."""
+        return True
+
     def state_dict(self) -> dict:
         """The strategy's own state, saved with the federation (default: none)."""
         return {}

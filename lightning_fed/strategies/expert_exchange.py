@@ -30,6 +30,9 @@ class ExpertExchange(Strategy):
         self.max_syncs = max_syncs
         self.syncs = 0
 
+    def needs_uploads(self) -> bool:  # noqa: D102
+        return self.max_syncs is None or self.syncs < self.max_syncs
+
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:  # noqa: D102
         if self.max_syncs is not None and self.syncs >= self.max_syncs:
             return

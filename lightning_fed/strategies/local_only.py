@@ -15,6 +15,9 @@ class LocalOnly(Strategy):
 
     sends = "nothing"
 
+    def needs_uploads(self) -> bool:  # noqa: D102
+        return False
+
     def aggregate(self, store: dict[str, State], uploads: Mapping[str, Upload]) -> None:  # noqa: D102
         return None
 
