@@ -40,8 +40,8 @@ class ClientRuntime:
     trainers: TrainerFactory
     seed_for: Callable[..., None]
 
-    def train(self, round_idx: int, epochs: int, logger: Logger | None = None) -> tuple[int, dict[str, float]]:
-        """Run one round's local training (download, ``epochs`` epochs, upload).
+    def train(self, round_idx: int, epochs: int, logger: Logger | bool = False) -> tuple[int, dict[str, float]]:
+        """Run one round's local training (download, ``epochs`` epochs, upload) with ``logger`` (False: none).
 
         Returns:
             The optimizer steps taken, and the Trainer's last logged training metrics (e.g. ``train/loss``).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import random
 import time
@@ -31,6 +32,22 @@ from lightning_fed.server import Server
 from lightning_fed.strategies import Strategy
 from lightning_fed.strategies.compatibility import check_compatible
 from lightning_fed.trainer_factory import TrainerFactory
+
+
+@dataclass
+class FlowerOptions:
+    """Where a ``runtime: flower`` federation runs.
+
+    Attributes:
+        superlink: the name of a SuperLink connection in Flower's configuration (``$FLWR_HOME/config.toml``).
+        round_timeout: seconds the server waits for the nodes to connect and for each request's replies; a client
+            that has not answered by then fails the run with its name.
+        stream: show the ServerApp's log while it runs (``flwr run --stream``).
+    """
+
+    superlink: str = "local"
+    round_timeout: float = 3600.0
+    stream: bool = True
 
 
 @dataclass
@@ -93,6 +110,8 @@ class Federation:
         monitor_mode: Literal["max", "min"] | None = None,
         sampling_seed: int = 0,
         overwrite: bool = False,
+        runtime: Literal["inprocess", "flower"] = "inprocess",
+        flower: FlowerOptions | None = None,
     ) -> None:
         """Configure the federation.
 
@@ -112,6 +131,9 @@ class Federation:
                 ``"max"`` when the metric is not the model's own).
             sampling_seed: seed of the client sampling.
             overwrite: let ``fit`` start a new run in a run directory that holds an earlier run's files.
+            runtime: ``"inprocess"``: every client in this process; ``"flower"``: each client on a Flower node (its
+                own machine), the same clients, strategies and round loop (``pip install 'lightning-fed[flower]'``).
+            flower: where and how to run under Flower (``runtime: flower``).
         """
         check_integer("federation.rounds", rounds)
         check_integer("federation.local_epochs", local_epochs)
@@ -145,6 +167,10 @@ class Federation:
         self.is_fraction: Callable[[str], bool] = lambda name: True
         self.sampling_seed = sampling_seed
         self.overwrite = overwrite
+        if runtime not in ("inprocess", "flower"):
+            raise ConfigurationError(f"federation.runtime must be inprocess or flower, got {runtime!r}")
+        self.runtime = runtime
+        self.flower = flower or FlowerOptions()
         self.trainers = TrainerFactory()
         self.run_config: dict[str, Any] = {}
         self.state = LoopState()
@@ -351,8 +377,41 @@ class Federation:
         resume_from = resolve_ckpt_path(ckpt_path, self.run_dir)
         if resume_from is None:
             self._check_run_dir_is_free()
+        if self.runtime == "flower":
+            return self._fit_on_flower(resume_from)
         pool, server = self._clients(model, datamodule)
         return self.run(pool, server, resume_from)
+
+    def _fit_on_flower(self, resume_from: Path | None) -> dict[str, Any]:
+        """Write this run's Flower App, submit it to ``flower.superlink`` and return the ServerApp's results."""
+        from lightning_fed.flower import require_flower
+
+        require_flower()
+        from lightning_fed.flower.launch import submit, write_app
+
+        if self.trainers.fast_dev_run:
+            raise ConfigurationError(
+                "trainer.fast_dev_run runs in process only: drop it or set federation.runtime: inprocess"
+            )
+        config = dict(self.run_config)
+        trainer = dict(config.get("trainer") or {})
+        trainer["default_root_dir"] = str(self.run_dir.resolve())  # the server's results, wherever flwr runs it
+        config["trainer"] = trainer
+        app = write_app(
+            config,
+            self.run_dir.resolve() / "flower_app",
+            self.flower.round_timeout,
+            "" if resume_from is None else str(resume_from.resolve()),
+        )
+        results = self.run_dir / "results.json"
+        before = results.stat().st_mtime_ns if results.is_file() else None
+        submit(app, self.flower.superlink, stream=self.flower.stream)
+        if not results.is_file() or results.stat().st_mtime_ns == before:
+            raise ConfigurationError(
+                f"flower: the run ended without writing {results}; the SuperLink {self.flower.superlink!r} runs the "
+                "ServerApp on its own host, so the results are in this trainer.default_root_dir there"
+            )
+        return json.loads(results.read_text(encoding="utf-8"))
 
     def run(self, pool: ClientPool, server: Server, resume_from: Path | None = None) -> dict[str, Any]:
         """The round loop over ``pool``'s clients (in this process, or remote), then the test of the best round.

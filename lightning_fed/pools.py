@@ -106,8 +106,8 @@ class InProcessPool(ClientPool):
     def load_client_states(self, states: dict[str, Any] | None, path: Path) -> None:  # noqa: D102
         if states is None:
             raise ConfigurationError(
-                f"ckpt_path: {path} was written by a federation whose clients kept their own states (runtime: flower); "
-                "resume or test it with federation.runtime: flower"
+                f"ckpt_path: {path} is a federation run on Flower: its clients' states are on their own machines "
+                "(its results.json holds the test of its best round); resume it with federation.runtime: flower"
             )
         saved, names = set(states), set(self.names)
         if saved != names:

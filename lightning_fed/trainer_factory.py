@@ -139,7 +139,7 @@ class TrainerFactory:
         with quiet_lightning():
             return Trainer(**kwargs)
 
-    def fit_trainer(self, client: str, sync: Callback, local_epochs: int, logger: Logger) -> Trainer:
+    def fit_trainer(self, client: str, sync: Callback, local_epochs: int, logger: Logger | bool) -> Trainer:
         """A Trainer for one round of local training (no validation inside it)."""
         limits = {"max_epochs": local_epochs}
         if self.fast_dev_run:

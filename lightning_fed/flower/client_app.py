@@ -119,15 +119,23 @@ class ClientSession:
         state_dir = node.get("state-dir")
         self.store = StateStore(context, self.name, Path(str(state_dir)) if state_dir else None)
         self.proxy = PayloadProxy(self.name)
-        if cached is not None and cached[2] == self.store.version():
-            self.runtime = cached[0]
-        else:
-            self.runtime = self._build()
-            saved = self.store.load("last")
-            if saved is not None:
-                self.runtime.load_state_dict(saved["runtime"])
-        self.runtime.sync.server = self.proxy
+        self._cached = cached[0] if cached is not None and cached[2] == self.store.version() else None
+        self._runtime: ClientRuntime | None = None
         self.round = self.store.saved_round()
+
+    @property
+    def runtime(self) -> ClientRuntime:
+        """The client, as its last saved state left it (built on first use: ``identify`` needs no data)."""
+        if self._runtime is None:
+            runtime = self._cached
+            if runtime is None:
+                runtime = self._build()
+                saved = self.store.load("last")
+                if saved is not None:
+                    runtime.load_state_dict(saved["runtime"])
+            runtime.sync.server = self.proxy
+            self._runtime = runtime
+        return self._runtime
 
     def _build(self) -> ClientRuntime:
         federation = self.experiment.federation
@@ -144,10 +152,10 @@ class ClientSession:
             self.store.version(),
         )
 
-    def logger(self) -> CSVLogger | None:
+    def logger(self) -> CSVLogger | bool:
         """The client's training log on its own machine (``<state-dir>/<run>/<client>/csv``), if it has a state dir."""
         if self.store.state_dir is None:
-            return None
+            return False
         return CSVLogger(save_dir=str(self.store.state_dir / str(self.store.context.run_id) / self.name), name="csv")
 
 
