@@ -437,6 +437,7 @@ class Federation:
             self._check_resumed_run_dir(state, resume_from)
         else:
             server.initialize(pool.initial_state())
+        pool.begin(state.run_id, state.round)
         self._start_loggers(pool.names)
         started = time.time()
         total = self._rounds_to_run()

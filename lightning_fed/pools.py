@@ -54,6 +54,9 @@ class ClientPool(ABC):
     def load_client_states(self, states: dict[str, Any] | None, path: Path) -> None:
         """Restore :meth:`client_states` read from checkpoint ``path``."""
 
+    def begin(self, run_id: str, completed_round: int) -> None:  # noqa: B027 - optional hook
+        """The loop starts (or resumes after ``completed_round``) federation run ``run_id``."""
+
     def keep_best(self, round_idx: int) -> None:  # noqa: B027 - optional hook
         """The round just validated is the best so far (clients that keep their own state copy it)."""
 

@@ -62,19 +62,27 @@ def client_name(node_config: dict[str, Any], names: list[str]) -> str:
 
 @dataclass
 class StateStore:
-    """Where one client's private state lives between messages: ``Context.state``, or files in a state dir."""
+    """Where one client's private state lives between messages: ``Context.state``, or files in a state dir.
+
+    States are kept per federation run (the server's ``run_id``, the same across a resumed run's Flower runs), so a
+    resumed federation finds its clients' states in their state dirs.
+    """
 
     context: Context
     client: str
+    run: str
     state_dir: Path | None
 
     def _path(self, tag: str) -> Path:
         assert self.state_dir is not None
-        return self.state_dir / str(self.context.run_id) / self.client / f"{tag}.pt"
+        return self.state_dir / self.run / self.client / f"{tag}.pt"
+
+    def _key(self, tag: str) -> str:
+        return f"{STATE_KEY}.{self.run}.{tag}"
 
     def version(self) -> int:
-        """How many times the state was saved (0: never)."""
-        record = self.context.state.config_records.get(STATE_KEY)
+        """How many times the state was saved by this node process's runs (0: never)."""
+        record = self.context.state.config_records.get(self._key("meta"))
         return int(record["version"]) if record is not None else 0
 
     def load(self, tag: str = "last") -> dict[str, Any] | None:
@@ -82,7 +90,7 @@ class StateStore:
         if self.state_dir is not None:
             path = self._path(tag)
             return torch.load(path, weights_only=True) if path.is_file() else None
-        record = self.context.state.config_records.get(f"{STATE_KEY}.{tag}")
+        record = self.context.state.config_records.get(self._key(tag))
         return None if record is None else loads(record["blob"])
 
     def save(self, state: dict[str, Any], tag: str = "last") -> None:
@@ -90,12 +98,15 @@ class StateStore:
         if self.state_dir is not None:
             write_atomically(self._path(tag), lambda tmp: torch.save(state, tmp))
         else:
-            self.context.state[f"{STATE_KEY}.{tag}"] = ConfigRecord({"blob": dumps(state)})
-        self.context.state[STATE_KEY] = ConfigRecord({"version": self.version() + 1, "round": int(state["round"])})
+            self.context.state[self._key(tag)] = ConfigRecord({"blob": dumps(state)})
+        meta = {"version": self.version() + 1, "round": int(state["round"])}
+        if tag != "last":
+            meta["round"] = self.saved_round()
+        self.context.state[self._key("meta")] = ConfigRecord(meta)
 
     def saved_round(self) -> int:
         """The round of the last saved state (0: nothing saved)."""
-        record = self.context.state.config_records.get(STATE_KEY)
+        record = self.context.state.config_records.get(self._key("meta"))
         if record is not None:
             return int(record["round"])
         last = self.load("last") if self.state_dir is not None else None
@@ -103,25 +114,32 @@ class StateStore:
 
 
 class ClientSession:
-    """One message's view of the node's client: its experiment, its runtime (built or restored) and its store."""
+    """One message's view of the node's client: its experiment, its runtime (built or restored) and its store.
 
-    def __init__(self, experiment_path: Path, context: Context) -> None:
+    A message without a federation run id (``identify``, ``initial``) sees a freshly built client and no store.
+    """
+
+    def __init__(self, experiment_path: Path, context: Context, run: str | None) -> None:
         node = dict(context.node_config)
         overrides = ["--trainer.logger=false"]
         if "data-root" in node:
             overrides.append(f"--data.init_args.root={node['data-root']}")
         if "threads" in node:
             torch.set_num_threads(int(node["threads"]))
-        key = (context.run_id, context.node_id)
-        cached = _RUNTIMES.get(key)
-        self.experiment = cached[1] if cached is not None else load_experiment(experiment_path, overrides)
+        self.key = (run, context.node_id)
+        cached = _RUNTIMES.get(self.key)
+        known = next((entry[1] for key, entry in _RUNTIMES.items() if key[1] == context.node_id), None)
+        self.experiment = known if known is not None else load_experiment(experiment_path, overrides)
         self.name = client_name(node, self.experiment.client_names)
         state_dir = node.get("state-dir")
-        self.store = StateStore(context, self.name, Path(str(state_dir)) if state_dir else None)
+        self.store = (
+            None if run is None else StateStore(context, self.name, run, Path(str(state_dir)) if state_dir else None)
+        )
         self.proxy = PayloadProxy(self.name)
-        self._cached = cached[0] if cached is not None and cached[2] == self.store.version() else None
+        version = 0 if self.store is None else self.store.version()
+        self._cached = cached[0] if cached is not None and cached[2] == version and self.store is not None else None
         self._runtime: ClientRuntime | None = None
-        self.round = self.store.saved_round()
+        self.round = 0 if self.store is None else self.store.saved_round()
 
     @property
     def runtime(self) -> ClientRuntime:
@@ -130,7 +148,7 @@ class ClientSession:
             runtime = self._cached
             if runtime is None:
                 runtime = self._build()
-                saved = self.store.load("last")
+                saved = None if self.store is None else self.store.load("last")
                 if saved is not None:
                     runtime.load_state_dict(saved["runtime"])
             runtime.sync.server = self.proxy
@@ -145,18 +163,16 @@ class ClientSession:
 
     def save(self, round_idx: int, tag: str = "last") -> None:
         """Save the runtime's state as ``tag`` and remember the runtime for the next message of this process."""
+        if self.store is None:
+            raise RuntimeError("a message without the federation's run id cannot change a client's state")
         self.store.save({"runtime": self.runtime.state_dict(), "round": round_idx}, tag)
-        _RUNTIMES[(self.store.context.run_id, self.store.context.node_id)] = (
-            self.runtime,
-            self.experiment,
-            self.store.version(),
-        )
+        _RUNTIMES[self.key] = (self.runtime, self.experiment, self.store.version())
 
     def logger(self) -> CSVLogger | bool:
         """The client's training log on its own machine (``<state-dir>/<run>/<client>/csv``), if it has a state dir."""
-        if self.store.state_dir is None:
+        if self.store is None or self.store.state_dir is None:
             return False
-        return CSVLogger(save_dir=str(self.store.state_dir / str(self.store.context.run_id) / self.name), name="csv")
+        return CSVLogger(save_dir=str(self.store.state_dir / self.store.run / self.name), name="csv")
 
 
 def _config(msg: Message) -> ConfigRecord:
@@ -169,7 +185,8 @@ def make_client_app(experiment: Path) -> ClientApp:
 
     def handler(body: Callable[[ClientSession, Message], RecordDict]) -> Callable[[Message, Context], Message]:
         def handle(msg: Message, context: Context) -> Message:
-            session = ClientSession(experiment, context)
+            run = _config(msg).get("run")
+            session = ClientSession(experiment, context, None if run is None else str(run))
             return Message(body(session, msg), reply_to=msg)
 
         return handle
@@ -177,6 +194,11 @@ def make_client_app(experiment: Path) -> ClientApp:
     @app.query("identify")
     @handler
     def identify(session: ClientSession, msg: Message) -> RecordDict:
+        return RecordDict({"client": ConfigRecord({"name": session.name})})
+
+    @app.query("state")
+    @handler
+    def state(session: ClientSession, msg: Message) -> RecordDict:
         return RecordDict({"client": ConfigRecord({"name": session.name, "round": session.round})})
 
     @app.query("initial")
@@ -224,14 +246,14 @@ def make_client_app(experiment: Path) -> ClientApp:
     def test(session: ClientSession, msg: Message) -> RecordDict:
         best_round = _config(msg).get("best-round")
         if best_round is not None:  # the best round's state; "last" stays as it is (a later resume continues it)
-            best = session.store.load("best")
+            best = None if session.store is None else session.store.load("best")
             if best is None or int(best["round"]) != int(best_round):
                 found = None if best is None else best["round"]
                 raise ConfigurationError(
                     f"client {session.name} holds no state of the best round {best_round} (its best is {found})"
                 )
             session.runtime.load_state_dict(best["runtime"])
-            _RUNTIMES.pop((session.store.context.run_id, session.store.context.node_id), None)
+            _RUNTIMES.pop(session.key, None)
         session.proxy.receive(decode_payload(msg.content))
         return RecordDict({METRICS: MetricRecord(session.runtime.evaluate("test"))})
 

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ def write_app(run_config: dict[str, Any], app_dir: Path, round_timeout: float = 
 
 def submit(app_dir: Path, superlink: str, stream: bool = True) -> None:
     """``flwr run <app_dir> <superlink> [--stream]``; a failure is a one-line error naming the command."""
-    flwr = shutil.which("flwr")
+    beside = Path(sys.executable).parent / "flwr"  # the flwr of this interpreter's environment, activated or not
+    flwr = str(beside) if beside.is_file() else shutil.which("flwr")
     if flwr is None:
         raise ConfigurationError(
             "federation.runtime: flower needs the `flwr` command: pip install 'lightning-fed[flower]'"

@@ -75,6 +75,7 @@ class FlowerPool(ClientPool):
         self._add_steps = add_steps
         self.node_of = self._identify()
         self._best_round: int | None = None
+        self.run_id: str | None = None
         config = RecordDict({CONFIG: ConfigRecord({"with-state": send_initial})})
         reply = self._request("query.initial", {self.names[0]: config})[self.names[0]]
         records = reply.content.array_records
@@ -141,8 +142,32 @@ class FlowerPool(ClientPool):
     def initial_state(self) -> State:  # noqa: D102
         return self._initial
 
+    def _config(self, values: dict[str, Any] | None = None) -> RecordDict:
+        """A new content with the ``config`` record, which names the federation run (a new RecordDict per node)."""
+        if self.run_id is None:
+            raise RuntimeError("FlowerPool.begin(run_id, ...) must come before requests that touch a client's state")
+        return RecordDict({CONFIG: ConfigRecord({"run": self.run_id, **(values or {})})})
+
+    def begin(self, run_id: str, completed_round: int) -> None:
+        """Name the federation run in every later request, and check that every node holds its client's state."""
+        self.run_id = run_id
+        replies = self._request("query.state", {c: self._config() for c in self.names})
+        for client, reply in replies.items():
+            saved = int(reply.content.config_records["client"]["round"])
+            if saved > completed_round:
+                raise ClientFailure(
+                    f"flower: client {client} holds round {saved} of run {run_id}, later than the server's "
+                    f"checkpoint (round {completed_round}); resume from the server's last checkpoint"
+                )
+            if completed_round > 0 and saved == 0:
+                raise ClientFailure(
+                    f"flower: client {client} holds no state of run {run_id} (its SuperNode restarted without a "
+                    "state-dir, or runs elsewhere); its rounds 1.."
+                    f"{completed_round} cannot be resumed"
+                )
+
     def _download(self, server: Server, client: str, config: dict[str, Any]) -> RecordDict:
-        content = RecordDict({CONFIG: ConfigRecord(config)})  # a new RecordDict per node: contents differ
+        content = self._config(config)
         encode_payload(server.download(client), content)
         return content
 
@@ -184,7 +209,7 @@ class FlowerPool(ClientPool):
             )
 
     def keep_best(self, round_idx: int) -> None:  # noqa: D102
-        self._request("query.snapshot", {c: RecordDict() for c in self.names})
+        self._request("query.snapshot", {c: self._config() for c in self.names})
 
     def restore_best(self, round_idx: int) -> None:  # noqa: D102
         self._best_round = round_idx

@@ -23,13 +23,15 @@ def run_in_process(args: list[str], run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def run_on_loopback(args: list[str], run_dir: Path, node_configs: list[dict], fresh_process: bool = True, grid=None):
+def run_on_loopback(
+    args: list[str], run_dir: Path, node_configs: list[dict], fresh_process: bool = True, grid=None, run_config=None
+):
     """Run the real ServerApp and ClientApps over a LoopbackGrid; the results and the grid (its messages)."""
     forget_runtimes()
     path = experiment(args, run_dir)
     grid = grid or LoopbackGrid
     grid = grid(make_client_app(path), node_configs, fresh_process=fresh_process)
-    make_server_app(path)(grid, Context(1, 0, {}, RecordDict(), {}))
+    make_server_app(path)(grid, Context(1, 0, {}, RecordDict(), run_config or {}))
     return json.loads((run_dir / "results.json").read_text()), grid
 
 

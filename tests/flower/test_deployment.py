@@ -9,6 +9,7 @@ naming that client. Every wait is bounded.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,15 @@ from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, 
 from lightning_fed.flower.credentials import write_credentials
 from lightning_fed.flower.launch import QUIET_FLOWER_ENV
 
-BIN = Path(sys.executable).parent
+
+def tool(name: str) -> str:
+    """A Flower command of this interpreter's environment."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    assert found is not None, f"{name} is not installed (pip install -e '.[flower]')"
+    return found
+
+
 TWO_ROUNDS = [*TINY, "--federation.rounds=2", "--federation.local_epochs=1"]
 
 
@@ -90,7 +99,7 @@ def test_a_tls_and_node_authenticated_deployment_on_loopback(tmp_path):
 
     def supernode(client: str, key: str, *extra: str) -> list[str]:
         return [
-            str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{port}", "--root-certificates",
+            tool("flower-supernode"), "--superlink", f"127.0.0.1:{port}", "--root-certificates",
             str(creds["ca.crt"]), "--auth-supernode-private-key", str(creds[key]), "--node-config",
             f'client="{client}"', "--port", str(free_port()), *extra,
         ]  # fmt: skip
@@ -105,14 +114,14 @@ def test_a_tls_and_node_authenticated_deployment_on_loopback(tmp_path):
 
     try:
         superlink, superlink_log = start(
-            "superlink", str(BIN / "flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
+            "superlink", tool("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
             "--ssl-ca-certfile", str(creds["ca.crt"]), "--ssl-certfile", str(creds["server.pem"]),
             "--ssl-keyfile", str(creds["server.key"]), "--enable-supernode-auth",
             "--disable-runtime-dependency-installation",
         )  # fmt: skip
         wait_for_port(port, superlink, superlink_log)
         for client in ("Food", "Beauty"):  # the allow-list: only these two keys
-            register = [str(BIN / "flwr"), "supernode", "register", str(creds[f"{client}.pub"]), "ci"]
+            register = [tool("flwr"), "supernode", "register", str(creds[f"{client}.pub"]), "ci"]
             proc = subprocess.run(register, capture_output=True, text=True, env=env, timeout=120)
             assert proc.returncode == 0 and "registered successfully" in proc.stdout, proc.stdout + proc.stderr
 

@@ -69,7 +69,10 @@ def test_fmoe_cdsr_expert_exchange_matches_in_process_and_sends_only_encoders(tm
     for key in sent.keys():
         assert (sent[key].numpy() == uploaded[key].numpy()).all()
     # Adam's step continued across the two rounds although every message rebuilt the client: 2 batches x 2 rounds.
-    state = loads(grid.contexts[node_of["Beauty"]].state.config_records["lightning_fed.last"]["blob"])
+    records = grid.contexts[node_of["Beauty"]].state.config_records
+    (last,) = [name for name in records if name.endswith(".last")]
+    assert last == f"lightning_fed.{flower['run_id']}.last"  # kept per federation run
+    state = loads(records[last]["blob"])
     (adam,) = state["runtime"]["sync"]["optimizer_states"]
     assert {float(s["step"]) for s in adam["state"].values()} == {4.0}
 
@@ -109,8 +112,23 @@ def test_a_node_state_dir_keeps_the_client_state_on_disk(tmp_path):
         best = torch.load(run / client / "best.pt", weights_only=True)
         assert saved["round"] == 2 and best["round"] == flower["best_round"]
         assert (run / client / "csv").is_dir()  # the client's training log stays on its machine
-    for context in grid.contexts.values():
-        assert "lightning_fed.last" not in context.state.config_records  # nothing large in the node's memory
+    for context in grid.contexts.values():  # nothing large in the node's memory
+        assert not any(name.endswith((".last", ".best")) for name in context.state.config_records)
+
+
+def test_a_resumed_flower_run_continues_from_the_nodes_state_dirs(tmp_path):
+    """Round 1, then every process gone (new node contexts), then round 2 resumed: as if never interrupted."""
+    nodes = [{"client": c, "state-dir": str(tmp_path / "node" / c)} for c in ("Beauty", "Food")]
+    whole, _ = run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path / "whole", nodes)
+    nodes = [{"client": c, "state-dir": str(tmp_path / "node_resumed" / c)} for c in ("Beauty", "Food")]
+    first, _ = run_on_loopback([CONFIG, *TWO_ROUNDS, "--federation.rounds=1"], tmp_path / "resumed", nodes)
+    resumed, _ = run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path / "resumed", nodes, run_config={"resume": "last"})
+    assert resumed["run_id"] == first["run_id"] and resumed["rounds_run"] == 2
+    assert metrics_of(resumed) == metrics_of(whole)
+    # Nodes that lost their clients' states (no state dir) cannot resume that run: refused by name.
+    with pytest.raises(ClientFailure, match=r"client Food holds no state of run .* rounds 1..2 cannot be resumed"):
+        run_on_loopback([CONFIG, *TWO_ROUNDS, "--federation.rounds=3"], tmp_path / "resumed", NODES,
+                        run_config={"resume": "last"})  # fmt: skip
 
 
 class SilentBeauty(LoopbackGrid):
