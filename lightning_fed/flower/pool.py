@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +213,3 @@ class FlowerPool(ClientPool):
 
     def restore_best(self, round_idx: int) -> None:  # noqa: D102
         self._best_round = round_idx
-
-
-def wire_keys(messages: Iterable[Message]) -> dict[str, set[str]]:
-    """Every ArrayRecord name in ``messages`` and the tensor keys it carried (what a test checks left a client)."""
-    keys: dict[str, set[str]] = {}
-    for message in messages:
-        if message.has_error():
-            continue
-        for name, record in message.content.array_records.items():
-            keys.setdefault(name, set()).update(record.keys())
-    return keys
