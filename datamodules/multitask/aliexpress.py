@@ -105,11 +105,18 @@ class AliExpress(MultiScenarioMultiTask):
 
     def prepare_data(self) -> None:
         """Fail at once, with the expected layout and where to get the data, if any file is missing."""
+        self._check_files(self.scenarios)
+
+    def prepare_client_data(self, name: str) -> None:
+        """Check only country ``name``'s files (what that country's own machine holds)."""
+        self._check_files([name])
+
+    def _check_files(self, countries: list[str]) -> None:
         missing = [
-            str(self._path(c, s)) for c in self.scenarios for s in ("train", "test") if not self._path(c, s).is_file()
+            str(self._path(c, s)) for c in countries for s in ("train", "test") if not self._path(c, s).is_file()
         ]
         if missing:
-            layout = "\n".join(f"    AliExpress_{c}/{{train.csv,test.csv}}" for c in self.scenarios)
+            layout = "\n".join(f"    AliExpress_{c}/{{train.csv,test.csv}}" for c in countries)
             raise MissingDataError(
                 f"AliExpress: the data is missing: {', '.join(missing[:2])}{' ...' if len(missing) > 2 else ''}.\n"
                 f"Expected layout:\n  <root>/\n{layout}\n"

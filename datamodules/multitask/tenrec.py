@@ -100,11 +100,18 @@ class Tenrec(MultiScenarioMultiTask):
 
     def prepare_data(self) -> None:
         """Fail at once, with the expected layout and where to get the data, if any file is missing."""
-        missing = [str(self._path(s)) for s in self.scenarios if not self._path(s).is_file()]
+        self._check_files(self.scenarios)
+
+    def prepare_client_data(self, name: str) -> None:
+        """Check only scenario ``name``'s file (what that scenario's own machine holds)."""
+        self._check_files([name])
+
+    def _check_files(self, scenarios: list[str]) -> None:
+        missing = [str(self._path(s)) for s in scenarios if not self._path(s).is_file()]
         if missing:
             raise MissingDataError(
                 f"Tenrec: the data is missing: {', '.join(missing)}.\nExpected layout:\n  <root>/\n"
-                + "\n".join(f"    {s}.csv" for s in self.scenarios)
+                + "\n".join(f"    {s}.csv" for s in scenarios)
                 + f"\neach with a header holding {', '.join(REQUIRED)} (see lightning_fed.datamodules.Tenrec).\n"
                 f"Get it from {TENREC}, and pass the directory as --data.init_args.root."
             )
