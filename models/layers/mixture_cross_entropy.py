@@ -52,20 +52,64 @@ _SMALLEST_EXACT_PROBABILITY = 1e-30
 
 
 def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
-    """Write softmax(logits) into ``probs``; return the rows' cross-entropies ``-log p_t`` (fp32).
+    """Write softmax(logits) into ``probs``; return the rows' cross-entropies ``-log p_t`` (in fp32 or wider).
 
     The fused softmax kernel is several times faster than exp on CPU, and reading the loss off the target's
     probability saves the two passes a log-sum-exp would take. Rows whose p_t is too small for that (an extreme
-    logit gap) get ``logsumexp(y) - y_t`` from the logits, which ``probs`` does not overwrite.
+    logit gap) get ``logsumexp(y) - y_t`` from the logits, which ``probs`` does not overwrite. With bf16 logits
+    and ``probs`` the kernel still accumulates in fp32; only its output is rounded.
     """
+    wide = torch.promote_types(logits.dtype, torch.float32)
     torch.softmax(logits, 1, out=probs)
-    target_probs = probs.gather(1, targets).squeeze(1)
+    target_probs = probs.gather(1, targets).squeeze(1).to(wide)
     losses = -target_probs.log()
     tiny = (target_probs < _SMALLEST_EXACT_PROBABILITY).nonzero().squeeze(1)
     if len(tiny):
-        rows = logits[tiny]
+        rows = logits[tiny].to(wide)
         losses[tiny] = torch.logsumexp(rows, 1) - rows.gather(1, targets[tiny]).squeeze(1)
     return losses
+
+
+def _stacked_gate_only_fusion(
+    gate: Tensor, targets: Tensor, hs: tuple[Tensor, ...], weights: tuple[Tensor, ...], biases: tuple[Tensor, ...],
+    chunk: int, dtype: torch.dtype, need_gate: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """The mixture loss alone, in low precision (bf16), as two stacked matmuls per chunk instead of K of each.
+
+    ``y_hat = sum_j g_j (h_j W_j^T + b_j) = [g_1 h_1 | ... | g_K h_K | g] [W_1 | ... | W_K | B^T]^T``, and the
+    gate's gradient ``dL/dg_j = sum_c dy_c y_j,c = h_j . (dy W_j) + dy . b_j`` is read off ``dy [W | B^T]``: no
+    per-expert logits are kept and no fp32 copy of them is made. The logits and the softmax are bf16 (the
+    kernel accumulates in fp32), as the expert losses are under bf16 autocast. Returns (summed loss, gate grad).
+    """
+    device, k = gate.device, len(hs)
+    d = hs[0].size(1)
+    acc = torch.float32
+    stacked_w = torch.cat([*weights, torch.stack(biases, 1)], 1).to(dtype)  # (C, K d + K)
+    rows, classes = targets.numel(), stacked_w.size(0)
+    logits = WORKSPACE.get("low0", chunk, classes, dtype, device)
+    probs = WORKSPACE.get("d_low", chunk, classes, dtype, device)
+    rows_in = WORKSPACE.get("stacked_rows", chunk, k * d + k, dtype, device)
+    arange = torch.arange(chunk, device=device)
+    minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+    total = torch.zeros((), dtype=acc, device=device)
+    grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if need_gate else None
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        g = gate[start : start + n].to(acc)
+        x = rows_in[:n]
+        for j in range(k):
+            torch.mul(hs[j][start : start + n], g[:, j : j + 1], out=x[:, j * d : (j + 1) * d])
+        x[:, k * d :] = g
+        y = torch.mm(x, stacked_w.t(), out=logits[:n])
+        t = targets[start : start + n]
+        total += _softmax_and_loss(y, t[:, None], probs[:n]).sum()
+        if need_gate:
+            dy = probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
+            back = (dy @ stacked_w).to(acc)  # (n, K d + K)
+            for j in range(k):
+                grad_gate[start : start + n, j] = (back[:, j * d : (j + 1) * d] * hs[j][start : start + n]).sum(1)
+            grad_gate[start : start + n] += back[:, k * d :]
+    return total, grad_gate
 
 
 class _MixtureCrossEntropy(torch.autograd.Function):
@@ -94,6 +138,14 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         grad_b = [torch.zeros(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
         grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if need_gate else None
         with torch.autocast(device.type, enabled=False):
+            if gate is not None and not expert_losses and dtype != acc:
+                fused_sum, grad_gate = _stacked_gate_only_fusion(
+                    gate, targets, hs, weights, biases, chunk, dtype, need_gate
+                )
+                ctx.grads = (grad_gate, [None] * k, [None] * k, [None] * k)
+                ctx.dtypes = [gate.dtype, *(x.dtype for x in tensors)]
+                ctx.denominator = denominator
+                return expert_sum / denominator, fused_sum / denominator
             w_c = [w.to(dtype) for w in weights]
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
@@ -102,12 +154,40 @@ class _MixtureCrossEntropy(torch.autograd.Function):
             probs = WORKSPACE.get("probs", chunk, classes, acc, device)
             d_low = WORKSPACE.get("d_low", chunk, classes, dtype, device) if dtype != acc else None
             fused = WORKSPACE.get("fused", chunk, classes, acc, device) if gate is not None else None
+            low_softmax = d_low is not None and gate is None
+            if low_softmax:
+                arange = torch.arange(chunk, device=device)
+                minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+                ones = torch.ones(1, chunk, dtype=dtype, device=device)
+
+            def accumulate_grads(j: int, start: int, n: int, dy_low: Tensor, h_c: Tensor, dy: Tensor | None = None):
+                """Accumulate expert j's head and row gradients from the chunk's dy = softmax - one-hot."""
+                if need_b[j]:
+                    grad_b[j].add_(dy.sum(0) if dy is not None else (ones[:, :n] @ dy_low)[0])
+                if need_h[j]:
+                    grad_h[j][start : start + n] = dy_low @ w_c[j]
+                if need_w[j]:
+                    # into reused buffers: a fresh (C, d) product per chunk, cast on the fly, is slow on CPU
+                    dw = torch.mm(dy_low.t(), h_c, out=WORKSPACE.get("dw_low", classes, h_c.size(1), dtype, device))
+                    if dtype != acc:
+                        dw = WORKSPACE.get("dw", classes, h_c.size(1), acc, device).copy_(dw)
+                    grad_w[j].add_(dw)
+
             for start in range(0, rows, chunk):
                 n = min(chunk, rows - start)
                 t = targets[start : start + n, None]
                 for j in range(k):
                     h_c = hs[j][start : start + n].to(dtype)
                     y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=low[j if need_gate else 0][:n])
+                    if low_softmax:
+                        # bf16 logits -> bf16 softmax (fp32 inside the kernel): the gradient is cast to bf16
+                        # for its matmuls anyway, so the fp32 copies of the logits and of dy are skipped
+                        expert_sum[j] += _softmax_and_loss(y_low, t, d_low[:n]).sum()
+                        if need_h[j] or need_w[j] or need_b[j]:
+                            # (index_put_: scatter_add_ and column sums have slow bf16 paths on CPU)
+                            dy_low = d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
+                            accumulate_grads(j, start, n, dy_low, h_c)
+                        continue
                     y = y_low if dtype == acc else work[:n].copy_(y_low)
                     if gate is not None:
                         g = gate[start : start + n, j : j + 1].to(acc)
@@ -121,13 +201,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     if not (need_h[j] or need_w[j] or need_b[j]):
                         continue
                     dy = probs[:n].scatter_add_(1, t, torch.full((n, 1), -1.0, dtype=acc, device=device))
-                    if need_b[j]:
-                        grad_b[j] += dy.sum(0)
-                    dy_low = dy if d_low is None else d_low[:n].copy_(dy)
-                    if need_h[j]:
-                        grad_h[j][start : start + n] = dy_low @ w_c[j]
-                    if need_w[j]:
-                        grad_w[j].add_(dy_low.t() @ h_c)
+                    accumulate_grads(j, start, n, dy if d_low is None else d_low[:n].copy_(dy), h_c, dy)
                 if gate is not None:
                     fused_sum += _softmax_and_loss(fused[:n], t, probs[:n]).sum()
                     if need_gate:

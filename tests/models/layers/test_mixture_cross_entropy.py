@@ -86,3 +86,56 @@ def test_an_extreme_logit_gap_keeps_the_exact_loss_and_gradient():
     torch.testing.assert_close(loss, want)
     assert abs(loss.item() - (200 + math.log(2) + math.log(2)) / 2) < 1e-4  # row 1: 200 + log 2; row 2: log 2
     torch.testing.assert_close(torch.autograd.grad(loss, w)[0], torch.autograd.grad(want, w)[0])
+
+
+def test_a_bf16_expert_call_is_the_cross_entropy_of_its_bf16_logits():
+    # Under bf16 autocast an expert call (no gate) takes its softmax from the bf16 logits, with bf16 output: the
+    # loss and gradients are those of the fp32 cross-entropy of the same bf16 logits, to bf16 rounding.
+    torch.manual_seed(4)
+    m, d, c = 96, 32, 700
+    h = torch.randn(m, d, requires_grad=True)
+    w = (0.3 * torch.randn(c, d)).requires_grad_()
+    b = (0.1 * torch.randn(c)).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (loss,), _ = mixture_cross_entropy([h], [w], [b], targets, chunk_size=40)
+    got = torch.autograd.grad(loss, [h, w, b])
+    logits = torch.addmm(b.bfloat16(), h.bfloat16(), w.bfloat16().t()).float()
+    want_loss = F.cross_entropy(logits, targets)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, want_loss, rtol=2e-3, atol=0)
+    dy = (torch.softmax(logits, 1) - F.one_hot(targets, c)) / m  # d loss / d logits
+    want = (dy @ w, dy.t() @ h, dy.sum(0))
+    for g, ref in zip(got, want):
+        torch.testing.assert_close(g, ref.detach(), rtol=2e-2, atol=2e-2 * ref.abs().max().item())
+
+
+def test_a_bf16_expert_call_keeps_the_exact_loss_at_an_extreme_logit_gap():
+    h = [torch.tensor([[1.0], [1.0]], requires_grad=True)]
+    w = [torch.tensor([[-100.0], [100.0], [100.0]], requires_grad=True)]  # exact in bf16
+    b = [torch.zeros(3, requires_grad=True)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (loss,), _ = mixture_cross_entropy(h, w, b, torch.tensor([0, 1]))
+    assert abs(loss.item() - (200 + math.log(2) + math.log(2)) / 2) < 1e-4
+
+
+def test_a_bf16_gate_only_call_gives_the_mixture_loss_and_gate_gradient():
+    # The gate-only call (FMoE-CDSR's L_fuse with detached experts) runs as stacked bf16 matmuls under autocast:
+    # y_hat = [g_1 h_1 | g_2 h_2 | g] [W_1 | W_2 | B^T]^T and dL/dg_j = h_j . (dy W_j) + dy . b_j.
+    torch.manual_seed(5)
+    m, d, c, k = 70, 16, 300, 3
+    hs = [torch.randn(m, d) for _ in range(k)]
+    ws = [0.2 * torch.randn(c, d) for _ in range(k)]
+    bs = [0.5 * torch.randn(c) for _ in range(k)]
+    gate = torch.softmax(torch.randn(m, k), 1).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        experts, fused = mixture_cross_entropy(hs, ws, bs, targets, gate=gate, chunk_size=32)
+    assert torch.isnan(experts).all()
+    grad = torch.autograd.grad(fused, gate)[0]
+    wide = [[x.double() for x in group] for group in (hs, ws, bs)]
+    exact_gate = gate.detach().double().requires_grad_()
+    _, want = naive(*wide, targets, exact_gate)
+    want_grad = torch.autograd.grad(want, exact_gate)[0]
+    torch.testing.assert_close(fused.double(), want, rtol=1e-2, atol=0)
+    torch.testing.assert_close(grad.double(), want_grad, rtol=0, atol=3e-2 * want_grad.abs().max().item())
