@@ -17,33 +17,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_fed.models.layers.workspace import WORKSPACE
+
 
 def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return dtype
-
-
-class _Workspace:
-    """Reusable chunk buffers: fresh multi-MB buffers on every call cost a page fault per page on first touch."""
-
-    def __init__(self) -> None:
-        self.buffers: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
-
-    def get(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        key = (name, dtype, device)
-        buffer = self.buffers.get(key)
-        if buffer is None or buffer.numel() < rows * cols:
-            buffer = self.buffers[key] = torch.empty(rows * cols, dtype=dtype, device=device)
-        return buffer[: rows * cols].view(rows, cols)
-
-    def clear(self) -> None:
-        """Release the buffers."""
-        self.buffers.clear()
-
-
-#: Shared by all calls of this process (training is sequential); ``WORKSPACE.clear()`` frees it.
-WORKSPACE = _Workspace()
 
 
 #: Below this probability the target's cross-entropy is taken from an exact log-sum-exp instead of -log(p_t)
@@ -150,11 +130,12 @@ class _MixtureCrossEntropy(torch.autograd.Function):
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
             low = [WORKSPACE.get(f"low{j}", chunk, classes, dtype, device) for j in range(k if need_gate else 1)]
-            work = WORKSPACE.get("work", chunk, classes, acc, device)
-            probs = WORKSPACE.get("probs", chunk, classes, acc, device)
             d_low = WORKSPACE.get("d_low", chunk, classes, dtype, device) if dtype != acc else None
-            fused = WORKSPACE.get("fused", chunk, classes, acc, device) if gate is not None else None
             low_softmax = d_low is not None and gate is None
+            # fp32 chunk buffers only where they are used: fp32 inputs, or a bf16 call with a gate and expert losses
+            work = None if low_softmax else WORKSPACE.get("work", chunk, classes, acc, device)
+            probs = None if low_softmax else WORKSPACE.get("probs", chunk, classes, acc, device)
+            fused = WORKSPACE.get("fused", chunk, classes, acc, device) if gate is not None else None
             if low_softmax:
                 arange = torch.arange(chunk, device=device)
                 minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)

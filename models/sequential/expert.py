@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
 from lightning_fed.models.layers.precision import full_precision
+from lightning_fed.models.layers.workspace import WORKSPACE
 from lightning_fed.models.sequential.item_graph_embedding import graph_item_representations
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
@@ -109,7 +110,12 @@ def head_candidate_scores(head: nn.Linear, num_items: int, z_last: Tensor, candi
     (:func:`~lightning_fed.models.layers.precision.full_precision`).
     """
     weight, bias = head.weight.float(), head.bias.float()
-    # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights.
     with full_precision(z_last.device):
-        scores = torch.addmm(bias[:num_items], z_last.float(), weight[:num_items].t())
-    return scores if candidates is None else scores.gather(1, candidates)
+        if candidates is None:
+            return torch.addmm(bias[:num_items], z_last.float(), weight[:num_items].t())
+        # Scoring all items and gathering is cheaper than gathering (B, C, d) candidate weights; the (B, N)
+        # products go to a reused buffer (a fresh one costs a page fault per page) and only the candidates get
+        # their bias.
+        rows = WORKSPACE.get("scores", z_last.size(0), num_items, torch.float32, z_last.device)
+        products = torch.mm(z_last.float(), weight[:num_items].t(), out=rows)
+        return products.gather(1, candidates) + bias[candidates]

@@ -139,3 +139,15 @@ def test_a_bf16_gate_only_call_gives_the_mixture_loss_and_gate_gradient():
     want_grad = torch.autograd.grad(want, exact_gate)[0]
     torch.testing.assert_close(fused.double(), want, rtol=1e-2, atol=0)
     torch.testing.assert_close(grad.double(), want_grad, rtol=0, atol=3e-2 * want_grad.abs().max().item())
+
+
+def test_the_workspace_serves_both_inference_mode_and_training():
+    from lightning_fed.models.layers.workspace import _Workspace
+
+    workspace = _Workspace()
+    with torch.inference_mode():
+        first = workspace.get("scores", 3, 4, torch.float32, torch.device("cpu"))
+        torch.mm(torch.ones(3, 2), torch.ones(2, 4), out=first)
+    again = workspace.get("scores", 2, 4, torch.float32, torch.device("cpu"))
+    torch.mm(torch.ones(2, 2), torch.ones(2, 4), out=again)  # an inference tensor would refuse this
+    assert not again.is_inference() and torch.equal(again, torch.full((2, 4), 2.0))
