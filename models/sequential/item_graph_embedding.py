@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor, nn
+
+#: A_hat^T per live graph tensor (by id), coalesced once: the one-layer form's backward pass reads it every step.
+_TRANSPOSED: dict[int, Tensor] = {}
+
+
+def _transposed(graph: Tensor) -> Tensor:
+    transposed = _TRANSPOSED.get(id(graph))
+    if transposed is None:
+        transposed = _TRANSPOSED[id(graph)] = graph.t().coalesce()
+        weakref.finalize(graph, _TRANSPOSED.pop, id(graph), None)  # forgotten with its graph
+    return transposed
+
+
+class _OneLayerGraphInput(torch.autograd.Function):
+    """``beta E + alpha A_hat E`` with the gradient ``beta g + alpha A_hat^T g`` as one sparse ``addmm``.
+
+    Autograd's own backward of ``sparse.addmm(E, A_hat, E)`` transposes A_hat on every call and sums two
+    separately allocated (N+1, d) gradients; this computes the same gradient in one pass from a cached A_hat^T.
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, graph: Tensor, beta: float, alpha: float) -> Tensor:  # noqa: D102
+        ctx.graph, ctx.beta, ctx.alpha = graph, beta, alpha
+        return torch.sparse.addmm(table, graph, table, beta=beta, alpha=alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: D102
+        transposed = _transposed(ctx.graph)
+        return torch.sparse.addmm(grad, transposed, grad, beta=ctx.beta, alpha=ctx.alpha), None, None, None
 
 
 def graph_item_representations(
@@ -36,6 +67,9 @@ def graph_item_representations(
     scale = 1.0 / (num_layers + 1)
     with torch.autocast(embeddings.device.type, enabled=False):
         table = embeddings.float()
+        if num_layers == 1 and dropout is None:
+            total = _OneLayerGraphInput.apply(table, graph, 1.0 + scale, scale)
+            return total if bias is None else total + bias.float() * scale
         x = table if dropout is None else dropout(table)
         total = torch.sparse.addmm(table, graph, x, beta=1.0 + scale, alpha=scale)
         for _ in range(num_layers - 1):
