@@ -85,18 +85,21 @@ class Expert(nn.Module):
         x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
         return self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1), valid
 
-    def forward(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> Tensor:
+    def forward(
+        self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None, last_only: bool = False
+    ) -> Tensor:
         """Encode left-padded sequences.
 
         Args:
             inputs: (B, T) item ids.
             graph: the domain's sparse A_hat (or None without GNN).
             items: precomputed :meth:`item_representations` to reuse across calls of one step.
+            last_only: only the last position's output (what scoring reads), computed for that position only.
 
         Returns:
-            (B, T, d) z_t (zero at padding).
+            (B, T, d) z_t (zero at padding); (B, d) z_T with ``last_only``.
         """
-        return self.encoder(*self.embed(inputs, graph, items))
+        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only)
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d) by this expert's head."""

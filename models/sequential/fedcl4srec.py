@@ -114,4 +114,4 @@ class FedCL4SRec(AveragedModulesTask):
         return loss
 
     def score_candidates(self, inputs: Tensor, candidates: Tensor | None) -> Tensor:  # noqa: D102
-        return self.expert.candidate_scores(self.expert(inputs, None)[:, -1], candidates)
+        return self.expert.candidate_scores(self.expert(inputs, None, last_only=True), candidates)

@@ -266,7 +266,10 @@ class FMoECDSR(SequentialRecommendationTask):
         both = expert(torch.cat([inputs, augmented]), self.item_graph, items)
         return both[: len(inputs)], both[len(inputs) :]
 
-    def _encode_all(self, inputs: Tensor) -> list[Tensor]:
+    def _encode_all(self, inputs: Tensor, last_only: bool = False) -> list[Tensor]:
+        """Every expert's outputs (B, T, d), or (B, d) at the last position only."""
+        if last_only:
+            return [expert(inputs, self.item_graph, last_only=True) for expert in self.net.experts]
         return [self._encode(expert, inputs, None)[0] for expert in self.net.experts]
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
@@ -390,8 +393,10 @@ class FMoECDSR(SequentialRecommendationTask):
 
         The encoders run in the training precision; the scores, the gate and the fusion in fp32 outside autocast.
         """
-        full = self._encode_all(inputs)  # every expert: the gate reads them all
-        encoded = [z[:, -1] for z in full]
+        # every expert (the gate reads them all); all positions only for a gate pooled over the batch's positions
+        batch_gate = self.hparams.gate_pooling == "batch" and self.net.gate is not None
+        full = self._encode_all(inputs, last_only=not batch_gate)
+        encoded = [z[:, -1] for z in full] if batch_gate else full
         eval_experts = self.hparams.eval_experts or self.expert_domains  # an empty list is rejected at build
         kept = [j for j, domain in enumerate(self.expert_domains) if domain in eval_experts]
         with full_precision(inputs.device):
@@ -399,7 +404,7 @@ class FMoECDSR(SequentialRecommendationTask):
             scores = {j: self.net.experts[j].candidate_scores(last[j], candidates) for j in kept}
             if len(self.expert_domains) == 1:
                 return scores[0]
-            if self.hparams.gate_pooling == "batch":  # one gate vector from every position of the batch
+            if batch_gate:  # one gate vector from every position of the batch
                 gate = self.net.gate_weights([z.float() for z in full])[:, -1].float()
             else:
                 gate = self.net.gate_weights(last).float()

@@ -55,7 +55,13 @@ class CausalSelfAttentionBlock(nn.Module):
         self.attn_dropout = Dropout(dropout)
 
     def _attend(
-        self, q: Tensor, kv_source: Tensor | None, tokens: Tensor, shape: tuple[int, int], mask: Tensor
+        self,
+        q: Tensor,
+        kv_source: Tensor | None,
+        tokens: Tensor,
+        shape: tuple[int, int],
+        mask: Tensor,
+        queries: Tensor | None = None,
     ) -> Tensor:
         """Multi-head attention of packed queries (N, d) over keys/values projected from packed ``kv_source``.
 
@@ -67,6 +73,8 @@ class CausalSelfAttentionBlock(nn.Module):
         (b, t), d = shape, q.size(-1)
         weight, bias = self.qkv.weight, self.qkv.bias
         heads, dh = self.num_heads, d // self.num_heads
+        if queries is not None:
+            return self._attend_queries(q, kv_source, tokens, shape, mask, queries)
         q_rows = self._unpack_rows(q, tokens, b * t)
         if kv_source is None:
             q, k, v = self.qkv(q_rows).view(b, t, 3, heads, dh).permute(2, 0, 3, 1, 4).unbind(0)
@@ -81,12 +89,32 @@ class CausalSelfAttentionBlock(nn.Module):
         attn = self.attn_dropout(probs) @ v
         return self.out(attn.transpose(1, 2).reshape(b * t, d).index_select(0, tokens))
 
+    def _attend_queries(
+        self, q: Tensor, kv_source: Tensor | None, tokens: Tensor, shape: tuple[int, int], mask: Tensor, queries: Tensor
+    ) -> Tensor:
+        """:meth:`_attend` for the packed rows ``queries`` only (keys and values from every row): (len(queries), d)."""
+        (b, t), d = shape, q.size(-1)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        heads, dh = self.num_heads, d // self.num_heads
+        source = self._unpack_rows(q if kv_source is None else kv_source, tokens, b * t)
+        k, v = nn.functional.linear(source, weight[d:], bias[d:]).view(b, t, 2, heads, dh).permute(2, 0, 3, 1, 4)
+        position = tokens[queries]
+        sequence, step = position // t, position % t
+        query = nn.functional.linear(q[queries], weight[:d], bias[:d]).view(-1, heads, 1, dh)
+        k, v = k[sequence], v[sequence]  # (Q, heads, T, dh)
+        scores = (query @ k.transpose(-1, -2)) * (dh**-0.5)
+        allowed = mask[sequence, :, step].unsqueeze(2)  # (Q, 1, 1, T)
+        probs = torch.softmax(scores.float().masked_fill(~allowed, float("-inf")), dim=-1).to(v.dtype)
+        return self.out((self.attn_dropout(probs) @ v).reshape(-1, d))
+
     @staticmethod
     def _unpack_rows(packed: Tensor, tokens: Tensor, rows: int) -> Tensor:
         """Packed (N, d) rows scattered into (rows, d) zeros at ``tokens``."""
         return packed.new_zeros(rows, packed.size(-1)).index_copy_(0, tokens, packed)
 
-    def forward(self, x: Tensor, tokens: Tensor, shape: tuple[int, int], attn_mask: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, tokens: Tensor, shape: tuple[int, int], attn_mask: Tensor, queries: Tensor | None = None
+    ) -> Tensor:
         """Apply the block.
 
         Args:
@@ -94,7 +122,17 @@ class CausalSelfAttentionBlock(nn.Module):
             tokens: (N,) their flat positions in the (B, T) batch.
             shape: (B, T).
             attn_mask: (B, 1, T, T) boolean, True where a query may attend to a key.
+            queries: packed rows whose outputs are wanted (all rows if None); the others still serve as keys and
+                values. Returns (len(queries), d) then.
         """
+        if queries is not None:
+            if self.form == "sasrec":
+                q = self.attn_norm(x)
+                x = self.ffn_norm(q[queries] + self._attend(q, x, tokens, shape, attn_mask, queries))
+                return x + self.resid_dropout(self.ffn(x))
+            attended = self._attend(self.attn_norm(x), None, tokens, shape, attn_mask, queries)
+            x = x[queries] + self.resid_dropout(attended)
+            return x + self.resid_dropout(self.ffn(self.ffn_norm(x)))
         if self.form == "sasrec":
             q = self.attn_norm(x)
             x = self.ffn_norm(q + self._attend(q, x, tokens, shape, attn_mask))
@@ -104,11 +142,17 @@ class CausalSelfAttentionBlock(nn.Module):
 
 
 def run_blocks(
-    blocks: nn.ModuleList, final_norm: nn.LayerNorm, h: Tensor, tokens: Tensor, shape: tuple[int, int], mask: Tensor
+    blocks: nn.ModuleList,
+    final_norm: nn.LayerNorm,
+    h: Tensor,
+    tokens: Tensor,
+    shape: tuple[int, int],
+    mask: Tensor,
+    queries: Tensor | None = None,
 ) -> Tensor:
-    """Apply a stack of blocks and its final LayerNorm to packed tokens."""
-    for block in blocks:
-        h = block(h, tokens, shape, mask)
+    """Apply a stack of blocks and its final LayerNorm to packed tokens (the last block to ``queries`` only)."""
+    for i, block in enumerate(blocks):
+        h = block(h, tokens, shape, mask, queries if i == len(blocks) - 1 else None)
     return final_norm(h)
 
 
@@ -197,17 +241,26 @@ class SequenceEncoder(nn.Module):
         mu, logvar, tokens = self._packed_stacks(x, valid)
         return self._unpack(mu, tokens, x.shape), self._unpack(logvar, tokens, x.shape)
 
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+    def forward(self, x: Tensor, valid: Tensor, last_only: bool = False) -> Tensor:
         """Encode.
 
         Args:
             x: (B, T, d) input representations (already embedded, normalized and with positions).
             valid: (B, T) boolean, False at padding positions.
+            last_only: return only the last position's output (B, d), as scoring needs: the last block then
+                computes only those rows, and the logvar stack (whose output z = mu does not use) is skipped and
+                :attr:`last_kl` is not set.
 
         Returns:
-            (B, T, d) outputs z_t, zero at padding positions.
+            (B, T, d) outputs z_t, zero at padding positions; (B, d) z_T with ``last_only``.
         """
         b, t = valid.shape
+        if last_only:
+            tokens = valid.reshape(-1).nonzero().squeeze(1)
+            h = x.reshape(b * t, -1).index_select(0, tokens)
+            last = (tokens % t == t - 1).nonzero().squeeze(1)
+            mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), self.attention_mask(valid), last)
+            return mu.new_zeros(b, mu.size(-1)).index_copy_(0, tokens[last] // t, mu)
         mu, logvar, tokens = self._packed_stacks(x, valid)
         if logvar is not None:
             logvar = logvar.float()

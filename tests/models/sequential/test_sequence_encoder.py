@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lightning_fed.models.sequential.expert import Expert
@@ -57,3 +58,20 @@ def test_packed_encoder_equals_masked_dense_attention():
         y = y + block.ffn(block.ffn_norm(y))
         expected = encoder.final_norm(y) * valid.unsqueeze(-1)
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("block_form", ["pre_norm", "sasrec"])
+@pytest.mark.parametrize("kl_regularizer", [False, True])
+def test_last_only_is_the_last_position_of_the_full_encoding(block_form, kl_regularizer):
+    torch.manual_seed(7)
+    encoder = SequenceEncoder(16, num_blocks=2, num_heads=2, dropout=0.0, block_form=block_form,
+                              kl_regularizer=kl_regularizer).eval()  # fmt: skip
+    valid = torch.tensor([[False, False, True, True, True], [True, True, True, True, True],
+                          [False, False, False, False, True], [False, False, False, False, False]])  # fmt: skip
+    x = torch.randn(4, 5, 16) * valid.unsqueeze(-1)
+    with torch.no_grad():
+        full = encoder(x, valid)
+        last = encoder(x, valid, last_only=True)
+    assert last.shape == (4, 16)
+    torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-5)
+    assert torch.count_nonzero(last[3]) == 0  # an empty sequence has no last token: zero, as in the full output
