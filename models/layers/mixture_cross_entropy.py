@@ -52,14 +52,15 @@ def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
 
 def _stacked_gate_only_fusion(
     gate: Tensor, targets: Tensor, hs: tuple[Tensor, ...], weights: tuple[Tensor, ...], biases: tuple[Tensor, ...],
-    chunk: int, dtype: torch.dtype, need_gate: bool,
-) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    chunk: int, dtype: torch.dtype, grad_gate: Tensor | None,
+) -> Tensor:  # fmt: skip
     """The mixture loss alone, in low precision (bf16), as two stacked matmuls per chunk instead of K of each.
 
     ``y_hat = sum_j g_j (h_j W_j^T + b_j) = [g_1 h_1 | ... | g_K h_K | g] [W_1 | ... | W_K | B^T]^T``, and the
     gate's gradient ``dL/dg_j = sum_c dy_c y_j,c = h_j . (dy W_j) + dy . b_j`` is read off ``dy [W | B^T]``: no
     per-expert logits are kept and no fp32 copy of them is made. The logits and the softmax are bf16 (the
-    kernel accumulates in fp32), as the expert losses are under bf16 autocast. Returns (summed loss, gate grad).
+    kernel accumulates in fp32), as the expert losses are under bf16 autocast. Returns the summed loss and writes
+    the gate's gradient into ``grad_gate`` (unless None).
     """
     device, k = gate.device, len(hs)
     d = hs[0].size(1)
@@ -72,7 +73,6 @@ def _stacked_gate_only_fusion(
     arange = torch.arange(chunk, device=device)
     minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
     total = torch.zeros((), dtype=acc, device=device)
-    grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if need_gate else None
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
         g = gate[start : start + n].to(acc)
@@ -83,13 +83,13 @@ def _stacked_gate_only_fusion(
         y = torch.mm(x, stacked_w.t(), out=logits[:n])
         t = targets[start : start + n]
         total += _softmax_and_loss(y, t[:, None], probs[:n]).sum()
-        if need_gate:
+        if grad_gate is not None:
             dy = probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
             back = (dy @ stacked_w).to(acc)  # (n, K d + K)
             for j in range(k):
                 grad_gate[start : start + n, j] = (back[:, j * d : (j + 1) * d] * hs[j][start : start + n]).sum(1)
             grad_gate[start : start + n] += back[:, k * d :]
-    return total, grad_gate
+    return total
 
 
 class _MixtureCrossEntropy(torch.autograd.Function):
@@ -119,13 +119,9 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if need_gate else None
         with torch.autocast(device.type, enabled=False):
             if gate is not None and not expert_losses and dtype != acc:
-                fused_sum, grad_gate = _stacked_gate_only_fusion(
-                    gate, targets, hs, weights, biases, chunk, dtype, need_gate
-                )
-                ctx.grads = (grad_gate, [None] * k, [None] * k, [None] * k)
-                ctx.dtypes = [gate.dtype, *(x.dtype for x in tensors)]
-                ctx.denominator = denominator
-                return expert_sum / denominator, fused_sum / denominator
+                fused_sum = _stacked_gate_only_fusion(gate, targets, hs, weights, biases, chunk, dtype, grad_gate)
+                grads = (grad_gate, grad_h, grad_w, grad_b)
+                return _MixtureCrossEntropy._keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator)
             w_c = [w.to(dtype) for w in weights]
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
@@ -191,7 +187,14 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                             # (mixed-dtype elementwise ops are slow on CPU: copy first, then multiply in place)
                             product = work[:n].copy_(low[j][:n]).mul_(d_fused)
                             grad_gate[start : start + n, j] = product.sum(1)
-        ctx.grads = (grad_gate, grad_h, grad_w, grad_b)
+        return _MixtureCrossEntropy._keep(
+            ctx, (grad_gate, grad_h, grad_w, grad_b), gate, tensors, expert_sum, fused_sum, denominator
+        )
+
+    @staticmethod
+    def _keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator) -> tuple[Tensor, Tensor]:
+        """Keep the forward pass's gradients for :meth:`backward`; return the two losses."""
+        ctx.grads = grads
         ctx.dtypes = [None if gate is None else gate.dtype, *(x.dtype for x in tensors)]
         ctx.denominator = denominator
         return expert_sum / denominator, fused_sum / denominator

@@ -61,7 +61,6 @@ class CausalSelfAttentionBlock(nn.Module):
         tokens: Tensor,
         shape: tuple[int, int],
         mask: Tensor,
-        queries: Tensor | None = None,
     ) -> Tensor:
         """Multi-head attention of packed queries (N, d) over keys/values projected from packed ``kv_source``.
 
@@ -73,8 +72,6 @@ class CausalSelfAttentionBlock(nn.Module):
         (b, t), d = shape, q.size(-1)
         weight, bias = self.qkv.weight, self.qkv.bias
         heads, dh = self.num_heads, d // self.num_heads
-        if queries is not None:
-            return self._attend_queries(q, kv_source, tokens, shape, mask, queries)
         q_rows = self._unpack_rows(q, tokens, b * t)
         if kv_source is None:
             q, k, v = self.qkv(q_rows).view(b, t, 3, heads, dh).permute(2, 0, 3, 1, 4).unbind(0)
@@ -128,9 +125,9 @@ class CausalSelfAttentionBlock(nn.Module):
         if queries is not None:
             if self.form == "sasrec":
                 q = self.attn_norm(x)
-                x = self.ffn_norm(q[queries] + self._attend(q, x, tokens, shape, attn_mask, queries))
+                x = self.ffn_norm(q[queries] + self._attend_queries(q, x, tokens, shape, attn_mask, queries))
                 return x + self.resid_dropout(self.ffn(x))
-            attended = self._attend(self.attn_norm(x), None, tokens, shape, attn_mask, queries)
+            attended = self._attend_queries(self.attn_norm(x), None, tokens, shape, attn_mask, queries)
             x = x[queries] + self.resid_dropout(attended)
             return x + self.resid_dropout(self.ffn(self.ffn_norm(x)))
         if self.form == "sasrec":
@@ -213,12 +210,18 @@ class SequenceEncoder(nn.Module):
             mask = (mask & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=valid.device)
         return mask.unsqueeze(1)
 
-    def _packed_stacks(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
-        """Both stacks on the packed non-padding tokens: (mu (N, d), logvar (N, d) or None, token positions)."""
+    def _packed_stacks(self, x: Tensor, valid: Tensor, last_only: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Both stacks on the packed non-padding tokens: (mu (N, d), logvar (N, d) or None, token positions).
+
+        With ``last_only``: the mu stack's outputs at the last positions only, no logvar, and those positions.
+        """
         b, t, d = x.shape
         tokens = valid.reshape(-1).nonzero().squeeze(1)
         h = x.reshape(b * t, d).index_select(0, tokens)
         mask = self.attention_mask(valid)
+        if last_only:
+            last = (tokens % t == t - 1).nonzero().squeeze(1)
+            return run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask, last), None, tokens[last]
         mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
         if self.logvar_blocks is None:
             return mu, None, tokens
@@ -256,11 +259,8 @@ class SequenceEncoder(nn.Module):
         """
         b, t = valid.shape
         if last_only:
-            tokens = valid.reshape(-1).nonzero().squeeze(1)
-            h = x.reshape(b * t, -1).index_select(0, tokens)
-            last = (tokens % t == t - 1).nonzero().squeeze(1)
-            mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), self.attention_mask(valid), last)
-            return mu.new_zeros(b, mu.size(-1)).index_copy_(0, tokens[last] // t, mu)
+            mu, _, last_tokens = self._packed_stacks(x, valid, last_only=True)
+            return mu.new_zeros(b, mu.size(-1)).index_copy_(0, last_tokens // t, mu)
         mu, logvar, tokens = self._packed_stacks(x, valid)
         if logvar is not None:
             logvar = logvar.float()
