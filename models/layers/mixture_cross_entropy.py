@@ -26,6 +26,17 @@ def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
+#: Every chunk's matmuls run on a multiple of this many rows (the last chunk padded): oneDNN builds and JIT-compiles a
+#: kernel per matmul shape, which cost about a tenth of a training step when each batch's last chunk had a new size.
+_ROW_MULTIPLE = 64
+
+
+def _padded_rows(n: int, cap: int | None = None) -> int:
+    """``n`` rounded up to a multiple of :data:`_ROW_MULTIPLE` (at most ``cap``)."""
+    padded = -(-n // _ROW_MULTIPLE) * _ROW_MULTIPLE
+    return padded if cap is None else min(padded, cap)
+
+
 #: Below this probability the target's cross-entropy is taken from an exact log-sum-exp instead of -log(p_t)
 #: (fp32 exp underflows near 1e-38; a trained model's p_t is many orders above this).
 _SMALLEST_EXACT_PROBABILITY = 1e-30
@@ -65,27 +76,36 @@ def _stacked_gate_only_fusion(
     device, k = gate.device, len(hs)
     d = hs[0].size(1)
     acc = torch.float32
-    stacked_w = torch.cat([*weights, torch.stack(biases, 1)], 1).to(dtype)  # (C, K d + K)
-    rows, classes = targets.numel(), stacked_w.size(0)
-    logits = WORKSPACE.get("low0", chunk, classes, dtype, device)
-    probs = WORKSPACE.get("d_low", chunk, classes, dtype, device)
-    rows_in = WORKSPACE.get("stacked_rows", chunk, k * d + k, dtype, device)
+    rows, classes = targets.numel(), weights[0].size(0)
+    # (C, K d + K), copied into a reused buffer: a fresh one (or an fp32 concatenation first) costs a page fault
+    # per page, several times the copy itself in the middle of a training step
+    stacked_w = WORKSPACE.get("stacked_w", classes, k * d + k, dtype, device)
+    for j in range(k):
+        stacked_w[:, j * d : (j + 1) * d].copy_(weights[j])
+        stacked_w[:, k * d + j].copy_(biases[j])
+    chunk_rows = _padded_rows(chunk)
+    logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
+    probs = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
+    rows_in = WORKSPACE.get("stacked_rows", chunk_rows, k * d + k, dtype, device)
+    back_rows = WORKSPACE.get("stacked_back", chunk_rows, k * d + k, dtype, device)
     arange = torch.arange(chunk, device=device)
     minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
     total = torch.zeros((), dtype=acc, device=device)
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
+        p = _padded_rows(n, chunk_rows)  # matmul rows; each output row depends on its input row only
         g = gate[start : start + n].to(acc)
-        x = rows_in[:n]
+        x = rows_in[:p]
         for j in range(k):
-            torch.mul(hs[j][start : start + n], g[:, j : j + 1], out=x[:, j * d : (j + 1) * d])
-        x[:, k * d :] = g
-        y = torch.mm(x, stacked_w.t(), out=logits[:n])
+            torch.mul(hs[j][start : start + n], g[:, j : j + 1], out=x[:n, j * d : (j + 1) * d])
+        x[:n, k * d :] = g
+        x[n:].zero_()
+        y = torch.mm(x, stacked_w.t(), out=logits[:p])
         t = targets[start : start + n]
-        total += _softmax_and_loss(y, t[:, None], probs[:n]).sum()
+        total += _softmax_and_loss(y[:n], t[:, None], probs[:n]).sum()
         if grad_gate is not None:
-            dy = probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
-            back = (dy @ stacked_w).to(acc)  # (n, K d + K)
+            probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
+            back = torch.mm(probs[:p], stacked_w, out=back_rows[:p])[:n].to(acc)  # (n, K d + K)
             for j in range(k):
                 grad_gate[start : start + n, j] = (back[:, j * d : (j + 1) * d] * hs[j][start : start + n]).sum(1)
             grad_gate[start : start + n] += back[:, k * d :]
@@ -122,27 +142,39 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                 fused_sum = _stacked_gate_only_fusion(gate, targets, hs, weights, biases, chunk, dtype, grad_gate)
                 grads = (grad_gate, grad_h, grad_w, grad_b)
                 return _MixtureCrossEntropy._keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator)
-            w_c = [w.to(dtype) for w in weights]
+            # the heads in the matmul dtype, in reused buffers (as the stacked weights above)
+            w_c = [
+                w if w.dtype == dtype else WORKSPACE.get(f"w{j}", *w.shape, dtype, device).copy_(w)
+                for j, w in enumerate(weights)
+            ]
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
-            low = [WORKSPACE.get(f"low{j}", chunk, classes, dtype, device) for j in range(k if need_gate else 1)]
-            d_low = WORKSPACE.get("d_low", chunk, classes, dtype, device) if dtype != acc else None
+            # matmuls on padded row counts (see _ROW_MULTIPLE): rows n..p of a chunk's h and dy are zero
+            chunk_rows, d = _padded_rows(chunk), hs[0].size(1)
+            low = [WORKSPACE.get(f"low{j}", chunk_rows, classes, dtype, device) for j in range(k if need_gate else 1)]
+            d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device) if dtype != acc else None
             low_softmax = d_low is not None and gate is None
             # fp32 chunk buffers only where they are used: fp32 inputs, or a bf16 call with a gate and expert losses
-            work = None if low_softmax else WORKSPACE.get("work", chunk, classes, acc, device)
-            probs = None if low_softmax else WORKSPACE.get("probs", chunk, classes, acc, device)
-            fused = WORKSPACE.get("fused", chunk, classes, acc, device) if gate is not None else None
+            work = None if low_softmax else WORKSPACE.get("work", chunk_rows, classes, acc, device)
+            probs = None if low_softmax else WORKSPACE.get("probs", chunk_rows, classes, acc, device)
+            fused = WORKSPACE.get("fused", chunk_rows, classes, acc, device) if gate is not None else None
+            rows_in = WORKSPACE.get("expert_rows", chunk_rows, d, dtype, device)
             if low_softmax:
                 arange = torch.arange(chunk, device=device)
                 minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
-                ones = torch.ones(1, chunk, dtype=dtype, device=device)
+                ones = torch.ones(1, chunk_rows, dtype=dtype, device=device)
 
             def accumulate_grads(j: int, start: int, n: int, dy_low: Tensor, h_c: Tensor, dy: Tensor | None = None):
-                """Accumulate expert j's head and row gradients from the chunk's dy = softmax - one-hot."""
+                """Accumulate expert j's head and row gradients from the chunk's dy = softmax - one-hot.
+
+                ``dy_low`` and ``h_c`` are the chunk's padded rows (zero beyond row n); ``dy`` its n fp32 rows.
+                """
+                p = h_c.size(0)
                 if need_b[j]:
-                    grad_b[j].add_(dy.sum(0) if dy is not None else (ones[:, :n] @ dy_low)[0])
+                    grad_b[j].add_(dy.sum(0) if dy is not None else (ones[:, :p] @ dy_low)[0])
                 if need_h[j]:
-                    grad_h[j][start : start + n] = dy_low @ w_c[j]
+                    back = torch.mm(dy_low, w_c[j], out=WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p])
+                    grad_h[j][start : start + n] = back[:n]
                 if need_w[j]:
                     # into reused buffers: a fresh (C, d) product per chunk, cast on the fly, is slow on CPU
                     dw = torch.mm(dy_low.t(), h_c, out=WORKSPACE.get("dw_low", classes, h_c.size(1), dtype, device))
@@ -152,18 +184,22 @@ class _MixtureCrossEntropy(torch.autograd.Function):
 
             for start in range(0, rows, chunk):
                 n = min(chunk, rows - start)
+                p = _padded_rows(n, chunk_rows)
                 t = targets[start : start + n, None]
                 for j in range(k):
-                    h_c = hs[j][start : start + n].to(dtype)
-                    y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=low[j if need_gate else 0][:n])
+                    h_c = rows_in[:p]
+                    h_c[:n].copy_(hs[j][start : start + n])
+                    h_c[n:].zero_()
+                    y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=low[j if need_gate else 0][:p])[:n]
                     if low_softmax:
                         # bf16 logits -> bf16 softmax (fp32 inside the kernel): the gradient is cast to bf16
                         # for its matmuls anyway, so the fp32 copies of the logits and of dy are skipped
                         expert_sum[j] += _softmax_and_loss(y_low, t, d_low[:n]).sum()
                         if need_h[j] or need_w[j] or need_b[j]:
                             # (index_put_: scatter_add_ and column sums have slow bf16 paths on CPU)
-                            dy_low = d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
-                            accumulate_grads(j, start, n, dy_low, h_c)
+                            d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
+                            d_low[n:p].zero_()
+                            accumulate_grads(j, start, n, d_low[:p], h_c)
                         continue
                     y = y_low if dtype == acc else work[:n].copy_(y_low)
                     if gate is not None:
@@ -178,7 +214,13 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     if not (need_h[j] or need_w[j] or need_b[j]):
                         continue
                     dy = probs[:n].scatter_add_(1, t, torch.full((n, 1), -1.0, dtype=acc, device=device))
-                    accumulate_grads(j, start, n, dy if d_low is None else d_low[:n].copy_(dy), h_c, dy)
+                    if d_low is None:
+                        dy_low = probs[:p]
+                    else:
+                        dy_low = d_low[:p]
+                        dy_low[:n].copy_(dy)
+                    dy_low[n:].zero_()
+                    accumulate_grads(j, start, n, dy_low, h_c, dy)
                 if gate is not None:
                     fused_sum += _softmax_and_loss(fused[:n], t, probs[:n]).sum()
                     if need_gate:

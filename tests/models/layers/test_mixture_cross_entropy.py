@@ -151,3 +151,38 @@ def test_the_workspace_serves_both_inference_mode_and_training():
     again = workspace.get("scores", 2, 4, torch.float32, torch.device("cpu"))
     torch.mm(torch.ones(2, 2), torch.ones(2, 4), out=again)  # an inference tensor would refuse this
     assert not again.is_inference() and torch.equal(again, torch.full((2, 4), 2.0))
+
+
+@pytest.mark.parametrize("precision", ["fp64", "bf16 expert", "bf16 gate-only"])
+def test_padded_chunk_rows_never_leak_stale_workspace_rows(precision):
+    # Each chunk's matmuls run on a multiple of 64 rows; rows beyond the chunk's own must not count. Poisoning
+    # every reused buffer with NaN between two identical calls must leave the losses and gradients unchanged
+    # (a padded dy or h row that was not zeroed would turn a head gradient into NaN).
+    from lightning_fed.models.layers.workspace import WORKSPACE
+
+    torch.manual_seed(6)
+    m, d, c, k = 70, 8, 50, 2  # chunks of 32, 32 and 6 rows, each padded to 64
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    hs = [torch.randn(m, d, dtype=dtype, requires_grad=precision != "bf16 gate-only") for _ in range(k)]
+    ws = [(0.3 * torch.randn(c, d, dtype=dtype)).requires_grad_(precision != "bf16 gate-only") for _ in range(k)]
+    bs = [torch.randn(c, dtype=dtype, requires_grad=precision != "bf16 gate-only") for _ in range(k)]
+    gate = torch.softmax(torch.randn(m, k, dtype=dtype), 1).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    params = [x for x in [*hs, *ws, *bs, gate] if x.requires_grad]
+
+    def call():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp64"):
+            if precision == "bf16 expert":
+                experts, _ = mixture_cross_entropy(hs[:1], ws[:1], bs[:1], targets, chunk_size=32)
+                return [experts, *torch.autograd.grad(experts.sum(), [hs[0], ws[0], bs[0]])]
+            experts, fused = mixture_cross_entropy(hs, ws, bs, targets, gate=gate, chunk_size=32)
+        loss = fused if precision == "bf16 gate-only" else experts.sum() + fused
+        return [fused, *torch.autograd.grad(loss, params)]
+
+    first = call()
+    for buffer in WORKSPACE.buffers.values():
+        buffer.fill_(float("nan"))
+    second = call()
+    for a, b in zip(first, second):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
