@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_fed.models.layers.static_shapes import padded_rows
 from lightning_fed.models.layers.workspace import WORKSPACE
 
 
@@ -24,17 +25,6 @@ def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return dtype
-
-
-#: Every chunk's matmuls run on a multiple of this many rows (the last chunk padded): oneDNN builds and JIT-compiles a
-#: kernel per matmul shape, which cost about a tenth of a training step when each batch's last chunk had a new size.
-_ROW_MULTIPLE = 64
-
-
-def _padded_rows(n: int, cap: int | None = None) -> int:
-    """``n`` rounded up to a multiple of :data:`_ROW_MULTIPLE` (at most ``cap``)."""
-    padded = -(-n // _ROW_MULTIPLE) * _ROW_MULTIPLE
-    return padded if cap is None else min(padded, cap)
 
 
 #: Below this probability the target's cross-entropy is taken from an exact log-sum-exp instead of -log(p_t)
@@ -83,7 +73,7 @@ def _stacked_gate_only_fusion(
     for j in range(k):
         stacked_w[:, j * d : (j + 1) * d].copy_(weights[j])
         stacked_w[:, k * d + j].copy_(biases[j])
-    chunk_rows = _padded_rows(chunk)
+    chunk_rows = padded_rows(chunk)
     logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
     probs = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
     rows_in = WORKSPACE.get("stacked_rows", chunk_rows, k * d + k, dtype, device)
@@ -93,7 +83,7 @@ def _stacked_gate_only_fusion(
     total = torch.zeros((), dtype=acc, device=device)
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
-        p = _padded_rows(n, chunk_rows)  # matmul rows; each output row depends on its input row only
+        p = padded_rows(n, chunk_rows)  # matmul rows (static_shapes); rows are independent here
         g = gate[start : start + n].to(acc)
         x = rows_in[:p]
         for j in range(k):
@@ -149,8 +139,8 @@ class _MixtureCrossEntropy(torch.autograd.Function):
             ]
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
-            # matmuls on padded row counts (see _ROW_MULTIPLE): rows n..p of a chunk's h and dy are zero
-            chunk_rows, d = _padded_rows(chunk), hs[0].size(1)
+            # matmuls on padded row counts (static_shapes): rows n..p of a chunk's h and dy are zero
+            chunk_rows, d = padded_rows(chunk), hs[0].size(1)
             low = [WORKSPACE.get(f"low{j}", chunk_rows, classes, dtype, device) for j in range(k if need_gate else 1)]
             d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device) if dtype != acc else None
             low_softmax = d_low is not None and gate is None
@@ -184,7 +174,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
 
             for start in range(0, rows, chunk):
                 n = min(chunk, rows - start)
-                p = _padded_rows(n, chunk_rows)
+                p = padded_rows(n, chunk_rows)
                 t = targets[start : start + n, None]
                 for j in range(k):
                     h_c = rows_in[:p]

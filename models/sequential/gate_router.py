@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
+from lightning_fed.models.layers.static_shapes import on_padded_rows
 
 
 class GateRouter(nn.Module):
@@ -48,4 +49,4 @@ class GateRouter(nn.Module):
         x = torch.cat([z.detach() for z in expert_outputs], dim=-1)  # sg(.) of Eq. 7
         if self.pooling == "batch":
             x = x.reshape(-1, x.size(-1)).mean(0).expand_as(x)
-        return torch.softmax(self.mlp(x).float(), dim=-1)
+        return torch.softmax(on_padded_rows(self.mlp, x).float(), dim=-1)
