@@ -55,6 +55,7 @@ class Expert(nn.Module):
         reference_graph = graph_form == "dropout_bias" and gnn_layers > 0
         self.graph_dropout = Dropout(dropout) if reference_graph else None
         self.graph_bias = nn.Parameter(torch.zeros(hidden_dim)) if reference_graph else None
+        self._cached_items: tuple[tuple, Tensor] | None = None
         std = 1.0 if embedding_init == "standard_normal" else hidden_dim**-0.5
         nn.init.normal_(self.item_embedding.weight, std=std)
         with torch.no_grad():
@@ -66,7 +67,26 @@ class Expert(nn.Module):
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
     def item_representations(self, graph: Tensor | None) -> Tensor:
-        """G + E for every item, (N+1, d)."""
+        """G + E for every item, (N+1, d).
+
+        Outside training (eval mode, no gradient) the table is computed once and reused by every evaluation
+        batch until a parameter it reads changes in place (an optimizer step, ``load_state_dict``) or
+        :meth:`release_cached_items` is called.
+        """
+        if self.training or torch.is_grad_enabled():
+            self._cached_items = None
+            return self._compute_item_representations(graph)
+        sources = [p for p in (self.item_embedding.weight, self.graph_bias) if p is not None]
+        key = (id(graph), *((p.data_ptr(), p._version) for p in sources))
+        if self._cached_items is None or self._cached_items[0] != key:
+            self._cached_items = (key, self._compute_item_representations(graph))
+        return self._cached_items[1]
+
+    def release_cached_items(self) -> None:
+        """Drop the evaluation cache of :meth:`item_representations` (its memory)."""
+        self._cached_items = None
+
+    def _compute_item_representations(self, graph: Tensor | None) -> Tensor:
         return graph_item_representations(
             self.item_embedding.weight, graph, self.gnn_layers, self.graph_dropout, self.graph_bias
         )

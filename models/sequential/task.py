@@ -10,6 +10,7 @@ from torch import Tensor
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.base import FederatedTask
+from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.ranking_metrics import METRIC_NAMES, RankingMetrics, target_ranks
 
 
@@ -152,7 +153,15 @@ class SequentialRecommendationTask(FederatedTask):
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         self.log_dict({f"val/{k}": v.float() for k, v in self.val_metrics.compute().items()})
         self.val_metrics.reset()
+        self._release_evaluation_caches()
 
     def on_test_epoch_end(self) -> None:  # noqa: D102
         self.log_dict({f"test/{k}": v.float() for k, v in self.test_metrics.compute().items()})
         self.test_metrics.reset()
+        self._release_evaluation_caches()
+
+    def _release_evaluation_caches(self) -> None:
+        """Free the experts' cached item tables: a federation keeps every client's model between rounds."""
+        for module in self.modules():
+            if isinstance(module, Expert):
+                module.release_cached_items()
