@@ -8,6 +8,9 @@ local epoch per round:
     python benchmarks/round_memory.py                           # oneDNN caches bounded (lightning_fed's default)
     python benchmarks/round_memory.py --onednn-cache 1024       # oneDNN's own default capacity, for comparison
     python benchmarks/round_memory.py --rounds 8 -- --model.init_args.hidden_dim=64   # extra main.py arguments
+    python benchmarks/round_memory.py --configs fkcb.yaml --rounds 4 -- --federation.local_epochs=1
+                                                                # FMoE-CDSR at the paper's configuration
+    python benchmarks/round_memory.py -- --federation.release_memory=false   # freed heap memory kept by glibc
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--onednn-cache", type=int, default=None, help="capacity of both oneDNN caches")
+    parser.add_argument(
+        "--configs", nargs="+", default=["fkcb_cpu.yaml", "variants/local_expert.yaml"], help="under configs/"
+    )
     parser.add_argument("extra", nargs="*", help="more main.py arguments (after --)")
     args = parser.parse_args()
     if args.onednn_cache is not None:  # before lightning_fed sets its default (it never overrides a user's value)
@@ -38,8 +45,7 @@ def main() -> None:
         started = time.time()
         cli_main(
             [
-                "fit", f"--config={ROOT / 'configs' / 'fkcb_cpu.yaml'}",
-                f"--config={ROOT / 'configs' / 'variants' / 'local_expert.yaml'}",
+                "fit", *(f"--config={ROOT / 'configs' / name}" for name in args.configs),
                 "--model.init_args.hidden_dim=256", f"--federation.rounds={args.rounds}", "--federation.patience=null",
                 "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run_dir}", *args.extra,
             ]
@@ -51,8 +57,10 @@ def main() -> None:
         json.dumps(
             {
                 "onednn_cache": os.environ.get("LRU_CACHE_CAPACITY"),
+                "arguments": args.configs + args.extra,
                 "rss_gb": rss,
                 "growth_gb": round(rss[-1] - rss[0], 3),
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3),
                 "seconds": round(seconds, 1),
                 "val_mrr": [round(r["Avg"]["MRR"], 5) for r in history],
             }

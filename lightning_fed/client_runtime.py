@@ -10,6 +10,7 @@ from lightning import LightningDataModule, LightningModule
 from lightning.pytorch.loggers import Logger
 
 from lightning_fed.callbacks.federated_round import FederatedRound
+from lightning_fed.memory import release_free_memory
 from lightning_fed.trainer_factory import TrainerFactory, quiet_lightning
 
 Stage = Literal["validate", "test"]
@@ -31,6 +32,8 @@ class ClientRuntime:
         trainers: builds the client's Trainers.
         seed_for: seeds the random generators from the run's seed and a tuple of names, e.g.
             ``("fit", client, round)``; the same call in every process gives the same draws.
+        release_memory: return the heap memory each Trainer freed to the system when it finishes
+            (:func:`~lightning_fed.memory.release_free_memory`).
     """
 
     name: str
@@ -39,6 +42,7 @@ class ClientRuntime:
     sync: FederatedRound
     trainers: TrainerFactory
     seed_for: Callable[..., None]
+    release_memory: bool = False
 
     def train(self, round_idx: int, epochs: int, logger: Logger | bool = False) -> tuple[int, dict[str, float]]:
         """Run one round's local training (download, ``epochs`` epochs, upload) with ``logger`` (False: none).
@@ -51,7 +55,11 @@ class ClientRuntime:
         with quiet_lightning():
             trainer.fit(self.module, datamodule=self.datamodule)
         logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
-        return trainer.global_step, logged
+        steps = trainer.global_step
+        del trainer
+        if self.release_memory:
+            release_free_memory()
+        return steps, logged
 
     def evaluate(self, stage: Stage) -> dict[str, float]:
         """Validate or test with the server's current download; the metrics without their ``val/`` or ``test/``."""
@@ -60,6 +68,9 @@ class ClientRuntime:
         with quiet_lightning():
             run = trainer.validate if stage == "validate" else trainer.test
             (metrics,) = run(self.module, datamodule=self.datamodule, verbose=False)
+        del trainer, run
+        if self.release_memory:
+            release_free_memory()
         prefix = "val/" if stage == "validate" else "test/"
         return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
 

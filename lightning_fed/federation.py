@@ -112,6 +112,7 @@ class Federation:
         overwrite: bool = False,
         runtime: Literal["inprocess", "flower"] = "inprocess",
         flower: FlowerOptions | None = None,
+        release_memory: bool = True,
     ) -> None:
         """Configure the federation.
 
@@ -134,6 +135,10 @@ class Federation:
             runtime: ``"inprocess"``: every client in this process; ``"flower"``: each client on a Flower node (its
                 own machine), the same clients, strategies and round loop (``pip install 'lightning-fed[flower]'``).
             flower: where and how to run under Flower (``runtime: flower``).
+            release_memory: after each client's training and each evaluation, return the heap memory its Trainer
+                freed to the system (glibc's ``malloc_trim``; no effect under another C library). Without it, glibc
+                keeps every client's freed step buffers resident for reuse. Set it false together with the
+                ``MALLOC_MMAP_MAX_``/``MALLOC_TRIM_THRESHOLD_`` tunables, whose point is to keep them.
         """
         check_integer("federation.rounds", rounds)
         check_integer("federation.local_epochs", local_epochs)
@@ -170,6 +175,9 @@ class Federation:
         if runtime not in ("inprocess", "flower"):
             raise ConfigurationError(f"federation.runtime must be inprocess or flower, got {runtime!r}")
         self.runtime = runtime
+        if not isinstance(release_memory, bool):
+            raise ConfigurationError(f"federation.release_memory must be true or false, got {release_memory!r}")
+        self.release_memory = release_memory
         self.flower = flower or FlowerOptions()
         self.trainers = TrainerFactory()
         self.run_config: dict[str, Any] = {}
@@ -243,7 +251,7 @@ class Federation:
         self.seed_for("build", name)
         module.build(datamodule)
         sync = FederatedRound(name, server, self.clock.view)
-        return ClientRuntime(name, module, datamodule, sync, self.trainers, self.seed_for)
+        return ClientRuntime(name, module, datamodule, sync, self.trainers, self.seed_for, self.release_memory)
 
     def _clients(self, model: LightningModule, datamodule: Any) -> tuple[InProcessPool, Server]:
         self.check_model(model)

@@ -54,6 +54,16 @@ def test_results_keep_every_round_after_the_best_one_and_test_the_best_state(tmp
         assert last["clients"][client]["module"]["layer.weight"].sum().item() != pytest.approx(weight)
 
 
+@pytest.mark.parametrize(("release_memory", "calls"), [(True, 2 * (2 + 2) + 2), (False, 0)])
+def test_freed_memory_is_returned_after_every_trainer_when_asked(tmp_path, monkeypatch, release_memory, calls):
+    released = []
+    monkeypatch.setattr("lightning_fed.client_runtime.release_free_memory", lambda: released.append(1))
+    fed = federation(tmp_path, rounds=2, patience=None, release_memory=release_memory)
+    fed.fit(ToyClient([0.5, 0.6]), ToyScenario())
+    # two rounds of (2 clients' training + 2 validations), then the 2 clients' tests
+    assert len(released) == calls
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
@@ -64,6 +74,7 @@ def test_results_keep_every_round_after_the_best_one_and_test_the_best_state(tmp
         ({"fraction": 0.0}, "federation.fraction"),
         ({"fraction": 1.5}, "federation.fraction"),
         ({"monitor": ""}, "federation.monitor"),
+        ({"release_memory": "yes"}, "federation.release_memory"),
     ],
 )
 def test_every_federation_value_is_checked_up_front(kwargs, key):
