@@ -106,7 +106,12 @@ class Expert(nn.Module):
         return self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1), valid
 
     def forward(
-        self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None, last_only: bool = False
+        self,
+        inputs: Tensor,
+        graph: Tensor | None,
+        items: Tensor | None = None,
+        last_only: bool = False,
+        full_rows: int | None = None,
     ) -> Tensor:
         """Encode left-padded sequences.
 
@@ -115,11 +120,13 @@ class Expert(nn.Module):
             graph: the domain's sparse A_hat (or None without GNN).
             items: precomputed :meth:`item_representations` to reuse across calls of one step.
             last_only: only the last position's output (what scoring reads), computed for that position only.
+            full_rows: every position for the first ``full_rows`` sequences, the last one only for the others
+                (contrastive views); see :meth:`SequenceEncoder.forward`.
 
         Returns:
             (B, T, d) z_t (zero at padding); (B, d) z_T with ``last_only``.
         """
-        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only)
+        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only, full_rows=full_rows)
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d) by this expert's head."""

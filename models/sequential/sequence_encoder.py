@@ -61,8 +61,11 @@ class CausalSelfAttentionBlock(nn.Module):
         tokens: Tensor,
         shape: tuple[int, int],
         mask: Tensor,
+        queries: Tensor | None = None,
     ) -> Tensor:
         """Multi-head attention of packed queries (N, d) over keys/values projected from packed ``kv_source``.
+
+        With ``queries``, only those packed rows' outputs go through the output projection: (len(queries), d).
 
         The projections run on the (B * T, d) rows with zeros at padding, so a padding position's query, key and
         value are the projection biases (what the ``"sasrec"`` form's zero padding stream gives; the
@@ -84,7 +87,8 @@ class CausalSelfAttentionBlock(nn.Module):
         scores = (q @ k.transpose(-1, -2)) * (dh**-0.5)
         probs = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1).to(v.dtype)
         attn = self.attn_dropout(probs) @ v
-        return self.out(attn.transpose(1, 2).reshape(b * t, d).index_select(0, tokens))
+        kept = tokens if queries is None else tokens[queries]
+        return self.out(attn.transpose(1, 2).reshape(b * t, d).index_select(0, kept))
 
     def _attend_queries(
         self, q: Tensor, kv_source: Tensor | None, tokens: Tensor, shape: tuple[int, int], mask: Tensor, queries: Tensor
@@ -123,11 +127,14 @@ class CausalSelfAttentionBlock(nn.Module):
                 values. Returns (len(queries), d) then.
         """
         if queries is not None:
+            # one query per sequence (scoring): attend from those rows alone; more (training with contrastive
+            # views): attend from every row, which costs (B, T, T) scores but no per-query copy of K and V
+            attend = self._attend_queries if len(queries) <= shape[0] else self._attend
             if self.form == "sasrec":
                 q = self.attn_norm(x)
-                x = self.ffn_norm(q[queries] + self._attend_queries(q, x, tokens, shape, attn_mask, queries))
+                x = self.ffn_norm(q[queries] + attend(q, x, tokens, shape, attn_mask, queries))
                 return x + self.resid_dropout(self.ffn(x))
-            attended = self._attend_queries(self.attn_norm(x), None, tokens, shape, attn_mask, queries)
+            attended = attend(self.attn_norm(x), None, tokens, shape, attn_mask, queries)
             x = x[queries] + self.resid_dropout(attended)
             return x + self.resid_dropout(self.ffn(self.ffn_norm(x)))
         if self.form == "sasrec":
@@ -210,22 +217,33 @@ class SequenceEncoder(nn.Module):
             mask = (mask & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=valid.device)
         return mask.unsqueeze(1)
 
-    def _packed_stacks(self, x: Tensor, valid: Tensor, last_only: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:
-        """Both stacks on the packed non-padding tokens: (mu (N, d), logvar (N, d) or None, token positions).
+    def _packed_stacks(
+        self, x: Tensor, valid: Tensor, full_rows: int | None = None
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Both stacks on the packed non-padding tokens: (mu (Q, d), logvar or None, the Q outputs' positions).
 
-        With ``last_only``: the mu stack's outputs at the last positions only, no logvar, and those positions.
+        With ``full_rows``: mu at every position of the first ``full_rows`` sequences and at the last position of
+        the others (the last block computes only those rows; the earlier ones serve every row as keys and
+        values); logvar only for the first ``full_rows`` sequences, and not at all when ``full_rows`` is 0.
         """
         b, t, d = x.shape
         tokens = valid.reshape(-1).nonzero().squeeze(1)
         h = x.reshape(b * t, d).index_select(0, tokens)
         mask = self.attention_mask(valid)
-        if last_only:
-            last = (tokens % t == t - 1).nonzero().squeeze(1)
-            return run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask, last), None, tokens[last]
-        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
-        if self.logvar_blocks is None:
-            return mu, None, tokens
-        return mu, run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask), tokens
+        if full_rows is None:
+            mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
+            if self.logvar_blocks is None:
+                return mu, None, tokens
+            return mu, run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask), tokens
+        full = int(torch.searchsorted(tokens, full_rows * t))  # tokens are sorted: rows < full_rows come first
+        last = (tokens[full:] % t == t - 1).nonzero().squeeze(1) + full
+        queries = torch.cat([torch.arange(full, device=tokens.device), last])
+        mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask, queries)
+        if self.logvar_blocks is None or full_rows == 0:
+            return mu, None, tokens[queries]
+        stack, norm = self.logvar_blocks, self.logvar_norm
+        logvar = run_blocks(stack, norm, h[:full], tokens[:full], (full_rows, t), mask[:full_rows])
+        return mu, logvar, tokens[queries]
 
     @staticmethod
     def _unpack(packed: Tensor, tokens: Tensor, shape: torch.Size) -> Tensor:
@@ -244,28 +262,35 @@ class SequenceEncoder(nn.Module):
         mu, logvar, tokens = self._packed_stacks(x, valid)
         return self._unpack(mu, tokens, x.shape), self._unpack(logvar, tokens, x.shape)
 
-    def forward(self, x: Tensor, valid: Tensor, last_only: bool = False) -> Tensor:
+    def forward(self, x: Tensor, valid: Tensor, last_only: bool = False, full_rows: int | None = None) -> Tensor:
         """Encode.
 
         Args:
             x: (B, T, d) input representations (already embedded, normalized and with positions).
-            valid: (B, T) boolean, False at padding positions.
+            valid: (B, T) boolean, False at padding positions. The last position must be valid (left padding).
             last_only: return only the last position's output (B, d), as scoring needs: the last block then
                 computes only those rows, and the logvar stack (whose output z = mu does not use) is skipped and
                 :attr:`last_kl` is not set.
+            full_rows: compute every position for the first ``full_rows`` sequences only and the last position
+                for the others (contrastive views, of which only z_T is read); the other positions of those rows
+                are zero. :attr:`last_kl` then covers the first ``full_rows`` sequences. Not with
+                ``sample_latent``, which samples every row.
 
         Returns:
             (B, T, d) outputs z_t, zero at padding positions; (B, d) z_T with ``last_only``.
         """
         b, t = valid.shape
         if last_only:
-            mu, _, last_tokens = self._packed_stacks(x, valid, last_only=True)
+            mu, _, last_tokens = self._packed_stacks(x, valid, full_rows=0)
             return mu.new_zeros(b, mu.size(-1)).index_copy_(0, last_tokens // t, mu)
-        mu, logvar, tokens = self._packed_stacks(x, valid)
+        if full_rows is not None and self.sample_latent and self.training:
+            raise ValueError("full_rows leaves the other rows without logvar, which sample_latent needs")
+        mu, logvar, tokens = self._packed_stacks(x, valid, full_rows)
         if logvar is not None:
             logvar = logvar.float()
-            kl = gaussian_kl(mu.float(), logvar)
-            self.last_kl = kl.new_zeros(b).index_add_(0, tokens // t, kl)
+            rows = b if full_rows is None else full_rows
+            kl = gaussian_kl(mu[: len(logvar)].float(), logvar)
+            self.last_kl = kl.new_zeros(rows).index_add_(0, tokens[: len(logvar)] // t, kl)
             if self.sample_latent and self.training:
                 mu = mu + (0.5 * logvar).exp().to(mu.dtype) * torch.randn_like(mu)
         return self._unpack(mu, tokens, x.shape)

@@ -75,3 +75,37 @@ def test_last_only_is_the_last_position_of_the_full_encoding(block_form, kl_regu
     assert last.shape == (4, 16)
     torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-5)
     assert torch.count_nonzero(last[3]) == 0  # an empty sequence has no last token: zero, as in the full output
+
+
+@pytest.mark.parametrize("block_form", ["pre_norm", "sasrec"])
+@pytest.mark.parametrize("kl_regularizer", [False, True])
+def test_full_rows_equal_the_full_encoding_where_they_compute_and_give_the_same_gradients(block_form, kl_regularizer):
+    torch.manual_seed(3)
+    encoder = SequenceEncoder(8, num_blocks=2, num_heads=2, dropout=0.0, block_form=block_form,
+                              kl_regularizer=kl_regularizer).double()  # fmt: skip
+    # three sequences, then three views of which only z_T is wanted (one of them empty)
+    valid = torch.tensor([[False, True, True, True], [True, True, True, True], [False, False, True, True],
+                          [False, False, True, True], [False, False, False, False], [True, True, True, True]])  # fmt: skip
+    x = (torch.randn(6, 4, 8, dtype=torch.float64) * valid.unsqueeze(-1)).requires_grad_()
+    weights = torch.randn(3, 4, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
+
+    def run(**kwargs):
+        encoder.zero_grad()
+        x.grad = None
+        out = encoder(x, valid, **kwargs)
+        kl = encoder.last_kl[:3] if kl_regularizer else out.new_zeros(3)
+        ((out[:3] * weights[0]).sum() + (out[3:, -1] * weights[1]).sum() + kl.sum()).backward()
+        grads = [x.grad.clone()] + [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+        return out.detach(), kl.detach(), grads
+
+    full, full_kl, full_grads = run()
+    part, part_kl, part_grads = run(full_rows=3)
+    torch.testing.assert_close(part[:3], full[:3])
+    torch.testing.assert_close(part[3:, -1], full[3:, -1])
+    assert torch.count_nonzero(part[3:, :-1]) == 0  # not computed
+    if kl_regularizer:
+        assert encoder.last_kl.shape == (3,)
+    torch.testing.assert_close(part_kl, full_kl)
+    assert len(part_grads) == len(full_grads)
+    for a, b in zip(part_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b)
