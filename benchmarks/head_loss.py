@@ -1,7 +1,8 @@
 """Speed of the full-softmax head loss alone (not a test: it prints figures).
 
 Times ``mixture_cross_entropy`` forward + backward under bf16 autocast on random data of a client's shape: one
-expert's next-item loss, and the gate-only fusion call over K experts (what FMoE-CDSR's per-expert step does).
+expert's next-item loss (also when it keeps its logits), the gate-only fusion call over K experts
+(``fusion_logits: recompute``) and the fusion from the kept logits (``fusion_logits: keep``, FMoE-CDSR's default).
 Prints one final JSON line with the medians in ms.
 
     python benchmarks/head_loss.py                         # Food: 2,000 rows x 13,565 items, 4 experts
@@ -17,7 +18,11 @@ import time
 
 import torch
 
-from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.layers.mixture_cross_entropy import (
+    kept_logit_buffers,
+    mixture_cross_entropy,
+    mixture_loss_from_logits,
+)
 
 
 def main() -> None:
@@ -47,6 +52,19 @@ def main() -> None:
             _, loss = mixture_cross_entropy(*detached, targets, gate=gate)
         loss.backward()
 
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = kept_logit_buffers(k, m, c, 512, weights[0])
+
+    def expert_keeping() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            (loss,), _ = mixture_cross_entropy([hidden[0]], [weights[0]], [biases[0]], targets, keep_logits=[kept[0]])
+        loss.backward()
+
+    def kept_fusion() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = mixture_loss_from_logits(kept, gate, targets)
+        loss.backward()
+
     def median_ms(step) -> float:
         step()  # warm-up
         times = []
@@ -56,7 +74,16 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         return round(statistics.median(times) * 1e3, 1)
 
-    print(json.dumps({"expert_loss_ms": median_ms(expert), "gate_only_fusion_ms": median_ms(fusion)}))
+    print(
+        json.dumps(
+            {
+                "expert_loss_ms": median_ms(expert),
+                "expert_loss_keeping_logits_ms": median_ms(expert_keeping),
+                "gate_only_fusion_ms": median_ms(fusion),
+                "fusion_from_kept_logits_ms": median_ms(kept_fusion),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
     """Chunked forward that also computes the gradients; the backward pass scales them by the upstream gradient."""
 
     @staticmethod
-    def forward(ctx, gate, targets, chunk_size, denominator, with_grads, num_experts, *tensors):  # noqa: D102
+    def forward(ctx, gate, targets, chunk_size, denominator, with_grads, keep_logits, num_experts, *tensors):  # noqa: D102
         k = num_experts
         hs, weights, biases = tensors[:k], tensors[k : 2 * k], tensors[2 * k :]
         device = hs[0].device
@@ -115,10 +115,12 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         chunk = min(chunk_size, rows)
         acc = torch.promote_types(dtype, torch.float32)  # softmax statistics: fp32 (fp64 for fp64 inputs)
         needs = ctx.needs_input_grad
-        need_h = [with_grads and needs[6 + j] for j in range(k)]
-        need_w = [with_grads and needs[6 + k + j] for j in range(k)]
-        need_b = [with_grads and needs[6 + 2 * k + j] for j in range(k)]
+        need_h = [with_grads and needs[7 + j] for j in range(k)]
+        need_w = [with_grads and needs[7 + k + j] for j in range(k)]
+        need_b = [with_grads and needs[7 + 2 * k + j] for j in range(k)]
         need_gate = with_grads and gate is not None and needs[0]
+        if keep_logits is not None and any(buffer.dtype != dtype for buffer in keep_logits):
+            raise ValueError(f"keep_logits buffers must be in the matmul dtype {dtype}")
         # A gate-only call (every expert input detached) needs no expert loss: skip those softmaxes.
         expert_losses = gate is None or any(t.requires_grad for t in tensors)
         expert_sum = torch.full((k,), 0.0 if expert_losses else float("nan"), dtype=acc, device=device)
@@ -180,7 +182,8 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     h_c = rows_in[:p]
                     h_c[:n].copy_(hs[j][start : start + n])
                     h_c[n:].zero_()
-                    y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=low[j if need_gate else 0][:p])[:n]
+                    out = low[j if need_gate else 0][:p] if keep_logits is None else keep_logits[j][start : start + p]
+                    y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=out)[:n]
                     if low_softmax:
                         # bf16 logits -> bf16 softmax (fp32 inside the kernel): the gradient is cast to bf16
                         # for its matmuls anyway, so the fp32 copies of the logits and of dy are skipped
@@ -242,7 +245,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         if grad_gate is not None:
             grad_gate.mul_(float(grad_fused) / ctx.denominator)
         cast = [None if g is None else g.to(dtype) for g, dtype in zip([grad_gate, *grads], ctx.dtypes)]
-        return (cast[0], None, None, None, None, None, *cast[1:])
+        return (cast[0], None, None, None, None, None, None, *cast[1:])
 
 
 def mixture_cross_entropy(
@@ -253,6 +256,7 @@ def mixture_cross_entropy(
     gate: Tensor | None = None,
     chunk_size: int = 512,
     denominator: int | None = None,
+    keep_logits: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Cross-entropy of each expert's linear head and of the gated mixture of their detached logits.
 
@@ -265,6 +269,9 @@ def mixture_cross_entropy(
         chunk_size: rows per chunk; peak extra memory is about ``chunk_size * C * (K + 3)`` floats.
         denominator: what the summed cross-entropies are divided by: M (a mean over the rows) if None; the
             reference code divides by B * T, padding positions included.
+        keep_logits: K buffers of at least ``kept_logit_rows(M, chunk_size)`` rows and C columns in the matmul
+            dtype (bf16 under autocast): expert j's logits ``h_j W_j^T + b_j`` of the M rows are left in the first
+            M rows of buffer j, for :func:`mixture_loss_from_logits`. Not with a gate.
 
     Returns:
         ``(expert_losses, mixture_loss)``: a (K,) tensor and a scalar. Gradients of the expert losses reach the
@@ -279,6 +286,108 @@ def mixture_cross_entropy(
         return zero.expand(len(hidden)).float(), zero.float()
     denominator = targets.numel() if denominator is None else denominator
     with_grads = torch.is_grad_enabled()
+    if keep_logits is not None:
+        _check_kept_buffers(keep_logits, len(hidden), kept_logit_rows(targets.numel(), chunk_size), weights[0].size(0))
+        if gate is not None:
+            raise ValueError("keep_logits is for the experts' own losses (gate=None)")
     return _MixtureCrossEntropy.apply(
-        gate, targets, chunk_size, denominator, with_grads, len(hidden), *hidden, *weights, *biases
+        gate, targets, chunk_size, denominator, with_grads, keep_logits, len(hidden), *hidden, *weights, *biases
     )
+
+
+def kept_logit_buffers(k: int, rows: int, classes: int, chunk_size: int, like: Tensor) -> list[Tensor]:
+    """K reused ``keep_logits`` buffers for ``rows`` targets over ``classes``, in ``like``'s matmul dtype.
+
+    That is the autocast dtype under autocast on ``like``'s device, else ``like``'s dtype.
+    """
+    dtype = _compute_dtype(like.device, like.dtype)
+    return [WORKSPACE.get(f"kept{j}", kept_logit_rows(rows, chunk_size), classes, dtype, like.device) for j in range(k)]
+
+
+def kept_logit_rows(rows: int, chunk_size: int = 512) -> int:
+    """Rows a ``keep_logits`` buffer needs for ``rows`` targets: the last chunk's matmul runs on padded rows."""
+    chunk = min(chunk_size, rows)
+    last = (rows - 1) // chunk * chunk if rows else 0
+    return last + padded_rows(rows - last, padded_rows(chunk)) if rows else 0
+
+
+def _check_kept_buffers(buffers: list[Tensor], k: int, rows: int, classes: int) -> None:
+    if len(buffers) != k:
+        raise ValueError(f"keep_logits needs one buffer per expert ({k}), got {len(buffers)}")
+    for buffer in buffers:
+        if buffer.dim() != 2 or buffer.size(0) < rows or buffer.size(1) != classes or not buffer.is_contiguous():
+            raise ValueError(
+                f"a keep_logits buffer must be contiguous, ({rows}+, {classes}); got {tuple(buffer.shape)}"
+            )
+
+
+class _MixtureFromLogits(torch.autograd.Function):
+    """The gated mixture's loss from the experts' kept logits; its gradient (to the gate only) from the forward."""
+
+    @staticmethod
+    def forward(ctx, gate, targets, chunk_size, denominator, *logits):  # noqa: D102
+        k, dtype, device = len(logits), logits[0].dtype, gate.device
+        acc = torch.promote_types(dtype, torch.float32)
+        rows, classes = targets.numel(), logits[0].size(1)
+        chunk = min(chunk_size, rows)
+        fused = WORKSPACE.get("fused_logits", chunk, classes, dtype, device)
+        probs = WORKSPACE.get("fused_probs", chunk, classes, dtype, device)
+        product = WORKSPACE.get("gate_product", chunk, classes, dtype, device) if ctx.needs_input_grad[0] else None
+        grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if product is not None else None
+        g_all = gate.detach().to(dtype)  # the logits' dtype throughout: mixed-dtype elementwise ops are slow on CPU
+        arange = torch.arange(chunk, device=device)
+        minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+        total = torch.zeros((), dtype=acc, device=device)
+        with torch.autocast(device.type, enabled=False):
+            for start in range(0, rows, chunk):
+                n = min(chunk, rows - start)
+                t, g = targets[start : start + n], g_all[start : start + n]
+                y = torch.mul(logits[0][start : start + n], g[:, :1], out=fused[:n])
+                for j in range(1, k):
+                    y.addcmul_(logits[j][start : start + n], g[:, j : j + 1])
+                total += _softmax_and_loss(y, t[:, None], probs[:n]).sum()
+                if grad_gate is not None:
+                    dy = probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
+                    for j in range(k):  # dL/dg_j = sum_c dy_c y_j,c
+                        grad_gate[start : start + n, j] = torch.mul(
+                            dy, logits[j][start : start + n], out=product[:n]
+                        ).sum(1)
+        ctx.grad_gate, ctx.gate_dtype, ctx.denominator = grad_gate, gate.dtype, denominator
+        return total / denominator
+
+    @staticmethod
+    def backward(ctx, grad_fused):  # noqa: D102
+        grad_gate = ctx.grad_gate
+        del ctx.grad_gate
+        if grad_gate is not None:
+            grad_gate = grad_gate.mul_(float(grad_fused) / ctx.denominator).to(ctx.gate_dtype)
+        return (grad_gate, None, None, None, *(None for _ in range(len(ctx.needs_input_grad) - 4)))
+
+
+def mixture_loss_from_logits(
+    logits: list[Tensor], gate: Tensor, targets: Tensor, chunk_size: int = 512, denominator: int | None = None
+) -> Tensor:
+    """The gated mixture's cross-entropy ``L_fuse`` (FMoE-CDSR, Eq. 9) from the experts' logits, kept by their losses.
+
+    ``y_hat = sum_j g_j y_j`` with the (detached) logits ``y_j = h_j W_j^T + b_j`` that :func:`mixture_cross_entropy`
+    left in its ``keep_logits`` buffers, and ``dL/dg_j = sum_c dy_c y_j,c``: K elementwise passes each way per
+    chunk instead of the two (M x C x K d) matmuls of the gate-only call. The same loss and gate gradient as
+    ``mixture_cross_entropy(..., gate=gate)`` with detached inputs, rounded in the logits' dtype.
+
+    Args:
+        logits: K tensors whose first M rows are the experts' logits (M, C) (rows beyond M are ignored).
+        gate: (M, K) mixture weights; the only input that gets a gradient.
+        targets: (M,) class indices.
+        chunk_size: rows per chunk.
+        denominator: as in :func:`mixture_cross_entropy`.
+
+    Returns:
+        The scalar mixture loss.
+    """
+    if gate.dim() != 2 or gate.size(1) != len(logits) or gate.size(0) != targets.numel():
+        raise ValueError(f"gate must be (M, K) = ({targets.numel()}, {len(logits)}), got {tuple(gate.shape)}")
+    if targets.numel() == 0:
+        return gate.sum().float() * 0.0
+    denominator = targets.numel() if denominator is None else denominator
+    rows = [y[: targets.numel()] for y in logits]
+    return _MixtureFromLogits.apply(gate, targets, chunk_size, denominator, *rows)

@@ -13,7 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.errors import ConfigurationError, check_integer
-from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.layers.mixture_cross_entropy import (
+    kept_logit_buffers,
+    mixture_cross_entropy,
+    mixture_loss_from_logits,
+)
 from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 from lightning_fed.models.sequential.expert import Expert
@@ -141,6 +145,7 @@ class FMoECDSR(SequentialRecommendationTask):
         loss_normalization: Literal["valid_positions", "all_positions"] = "valid_positions",
         loss_chunk_size: int = 512,
         backward: Literal["per_expert", "joint"] = "per_expert",
+        fusion_logits: Literal["keep", "recompute"] = "keep",
         eval_experts: list[str] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -181,6 +186,11 @@ class FMoECDSR(SequentialRecommendationTask):
             backward: ``"per_expert"`` backpropagates one expert at a time (only one expert's activations alive:
                 least memory); ``"joint"`` computes all experts' losses and the fusion loss in one pass over
                 the logits (faster, about 4x the activation memory). Same gradients either way.
+            fusion_logits: with ``backward="per_expert"``, where the fusion loss L_fuse gets the experts' logits:
+                ``"keep"``: each expert's loss leaves its logits (M x C in the matmul dtype) in a reused buffer and
+                L_fuse and its gate gradient are elementwise passes over them; ``"recompute"``: L_fuse computes
+                them again, as two matmuls over K d columns, and K M C values less memory. The same loss and
+                gradients up to rounding (bf16 logits summed in bf16 for ``"keep"``).
             eval_experts: the domains whose experts are fused at evaluation (None: all). The paper's RQ4
                 (remove a domain): test a saved federation with one domain left out, or with only one expert;
                 the gate weights of the kept experts are renormalized to sum to 1.
@@ -307,11 +317,15 @@ class FMoECDSR(SequentialRecommendationTask):
             return self._joint_backward_step(inputs, rows, row_targets, augmented, denominator, kl_weight, backward)
         totals = {"next_item": 0.0, "contrast": 0.0, "kl": 0.0}
         outputs = []
-        for expert in self.net.experts:
+        kept = None
+        if self.net.gate is not None and hp.fusion_logits == "keep":
+            head = self.net.experts[0].head.weight
+            kept = kept_logit_buffers(len(self.net.experts), len(row_targets), head.size(0), hp.loss_chunk_size, head)
+        for j, expert in enumerate(self.net.experts):
             z, view = self._encode(expert, inputs, augmented)
             (next_item,), _ = mixture_cross_entropy(
                 [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.loss_chunk_size,
-                denominator=denominator,
+                denominator=denominator, keep_logits=None if kept is None else [kept[j]],
             )  # fmt: skip
             loss = next_item
             totals["next_item"] += next_item.detach()
@@ -328,16 +342,20 @@ class FMoECDSR(SequentialRecommendationTask):
         total = totals["next_item"] + hp.contrastive_weight * totals["contrast"] + kl_weight * totals["kl"]
         logs = {f"train/{k}": v for k, v in totals.items() if isinstance(v, Tensor)}
         if self.net.gate is not None:
-            heads = [expert.head for expert in self.net.experts]
-            _, fusion = mixture_cross_entropy(
-                [z[rows] for z in outputs],
-                [h.weight.detach() for h in heads],
-                [h.bias.detach() for h in heads],
-                row_targets,
-                gate=self.net.gate_weights(outputs, rows),
-                chunk_size=hp.loss_chunk_size,
-                denominator=denominator,
-            )
+            gate = self.net.gate_weights(outputs, rows)
+            if kept is not None:
+                fusion = mixture_loss_from_logits(kept, gate, row_targets, hp.loss_chunk_size, denominator)
+            else:
+                heads = [expert.head for expert in self.net.experts]
+                _, fusion = mixture_cross_entropy(
+                    [z[rows] for z in outputs],
+                    [h.weight.detach() for h in heads],
+                    [h.bias.detach() for h in heads],
+                    row_targets,
+                    gate=gate,
+                    chunk_size=hp.loss_chunk_size,
+                    denominator=denominator,
+                )
             backward(fusion)
             total = total + fusion.detach()
             logs["train/fusion"] = fusion.detach()

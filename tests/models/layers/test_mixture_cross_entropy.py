@@ -4,7 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.layers.mixture_cross_entropy import (
+    kept_logit_buffers,
+    kept_logit_rows,
+    mixture_cross_entropy,
+    mixture_loss_from_logits,
+)
 
 
 def naive(hs, ws, bs, targets, gate):
@@ -186,3 +191,87 @@ def test_padded_chunk_rows_never_leak_stale_workspace_rows(precision):
     for a, b in zip(first, second):
         assert torch.isfinite(b).all()
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "chunk_size", "expected"),
+    # the last chunk's matmul rows are rounded up to a multiple of 64, at most the chunk's own padded size
+    [
+        (1900, 512, 3 * 512 + 384),
+        (100, 512, 128),
+        (1000, 500, 500 + 512),
+        (64, 512, 64),
+        (513, 512, 512 + 64),
+        (0, 512, 0),
+    ],
+)
+def test_kept_logit_rows_cover_the_last_chunks_padded_matmul(rows, chunk_size, expected):
+    assert kept_logit_rows(rows, chunk_size) == expected
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
+    # exact in fp64: the expert calls leave y_j = h_j W_j^T + b_j, and L_fuse with its gate gradient follows from them
+    torch.manual_seed(6)
+    m, d, c, k = 23, 6, 40, 3
+    hs = [torch.randn(m, d, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    ws = [torch.randn(c, d, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    bs = [torch.randn(c, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    gate = torch.softmax(torch.randn(m, k, dtype=torch.float64), 1).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    kept = kept_logit_buffers(k, m, c, chunk_size, hs[0])
+    for buffer in kept:
+        buffer.fill_(float("nan"))  # stale rows beyond M must not matter
+    losses = [mixture_cross_entropy([h], [w], [b], targets, chunk_size=chunk_size, keep_logits=[y])[0]
+              for h, w, b, y in zip(hs, ws, bs, kept)]  # fmt: skip
+    for h, w, b, y in zip(hs, ws, bs, kept):
+        torch.testing.assert_close(y[:m], (h @ w.t() + b).detach())
+    fused = mixture_loss_from_logits(kept, gate, targets, chunk_size)
+    ref_experts, ref_fused = naive(hs, ws, bs, targets, gate)
+    torch.testing.assert_close(torch.cat(losses), ref_experts)  # keeping the logits leaves the expert losses alone
+    torch.testing.assert_close(fused, ref_fused)
+    params = [*hs, *ws, *bs, gate]
+    got = torch.autograd.grad(sum(losses).sum() + 3 * fused, params)
+    want = torch.autograd.grad(ref_experts.sum() + 3 * ref_fused, params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_the_mixture_from_bf16_kept_logits_is_as_close_to_fp64_as_the_stacked_call():
+    torch.manual_seed(5)
+    m, d, c, k = 300, 64, 3000, 4
+    hs = [torch.randn(m, d) for _ in range(k)]
+    ws = [0.2 * torch.randn(c, d) for _ in range(k)]
+    bs = [0.5 * torch.randn(c) for _ in range(k)]
+    gate = torch.softmax(torch.randn(m, k), 1).requires_grad_()
+    targets = torch.randint(0, c, (m,))
+    wide = [[x.double() for x in group] for group in (hs, ws, bs)]
+    exact_gate = gate.detach().double().requires_grad_()
+    _, want = naive(*wide, targets, exact_gate)
+    want_grad = torch.autograd.grad(want, exact_gate)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = kept_logit_buffers(k, m, c, 128, hs[0])
+        assert all(y.dtype == torch.bfloat16 for y in kept)
+        for h, w, b, y in zip(hs, ws, bs, kept):
+            mixture_cross_entropy([h], [w], [b], targets, chunk_size=128, keep_logits=[y])
+        fused = mixture_loss_from_logits(kept, gate, targets, 128)
+        _, stacked = mixture_cross_entropy(hs, ws, bs, targets, gate=gate, chunk_size=128)
+    errors = {}
+    for name, loss in (("kept", fused), ("stacked", stacked)):
+        grad = torch.autograd.grad(loss, gate)[0].double()
+        errors[name] = (abs(loss.item() - want.item()), (grad - want_grad).abs().max().item())
+    scale = want_grad.abs().max().item()
+    assert errors["kept"][0] < 1e-2 * want.item() and errors["kept"][1] < 3e-2 * scale
+    # no worse than the gate-only call's rounding, within a factor of 3
+    assert errors["kept"][0] < 3 * errors["stacked"][0] + 1e-4 and errors["kept"][1] < 3 * errors["stacked"][1] + 1e-4
+
+
+def test_keep_logits_refuses_buffers_that_do_not_fit():
+    h, w, b = torch.randn(70, 4), torch.randn(9, 4), torch.randn(9)
+    targets = torch.zeros(70, dtype=torch.long)
+    with pytest.raises(ValueError, match="128"):  # 70 rows: the single chunk's matmul runs on 128
+        mixture_cross_entropy([h], [w], [b], targets, keep_logits=[torch.empty(70, 9)])
+    with pytest.raises(ValueError, match="dtype"):
+        mixture_cross_entropy([h], [w], [b], targets, keep_logits=[torch.empty(128, 9, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="gate"):
+        mixture_cross_entropy([h], [w], [b], targets, gate=torch.ones(70, 1), keep_logits=[torch.empty(128, 9)])

@@ -155,13 +155,15 @@ def test_fedsasrec_shares_only_its_encoder(food):
         model.load_shared_state({"a": payload, "b": payload})
 
 
-@pytest.mark.parametrize("mode", ["per_expert", "joint"])
-def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode):
+@pytest.mark.parametrize(
+    ("mode", "fusion_logits"), [("per_expert", "keep"), ("per_expert", "recompute"), ("joint", "keep")]
+)
+def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode, fusion_logits):
     from lightning_fed.datamodules import IGNORE_TARGET
     from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
     from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 
-    model = build(food, backward=mode)
+    model = build(food, backward=mode, fusion_logits=fusion_logits)
     model.hparams.dropout = 0.0
     for module in model.modules():
         if hasattr(module, "p"):

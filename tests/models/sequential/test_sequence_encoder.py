@@ -85,7 +85,8 @@ def test_full_rows_equal_the_full_encoding_where_they_compute_and_give_the_same_
                               kl_regularizer=kl_regularizer).double()  # fmt: skip
     # three sequences, then three views of which only z_T is wanted (one of them empty)
     valid = torch.tensor([[False, True, True, True], [True, True, True, True], [False, False, True, True],
-                          [False, False, True, True], [False, False, False, False], [True, True, True, True]])  # fmt: skip
+                          [False, False, True, True], [False, False, False, False],
+                          [True, True, True, True]])  # fmt: skip
     x = (torch.randn(6, 4, 8, dtype=torch.float64) * valid.unsqueeze(-1)).requires_grad_()
     weights = torch.randn(3, 4, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
 
