@@ -24,6 +24,11 @@ class _Workspace:
         """Release the buffers."""
         self.buffers.clear()
 
+    def release(self, name: str) -> None:
+        """Release the buffers called ``name`` (every dtype and device)."""
+        for key in [key for key in self.buffers if key[0] == name]:
+            del self.buffers[key]
+
 
 #: Shared by all calls of this process (training is sequential); ``WORKSPACE.clear()`` frees it.
 WORKSPACE = _Workspace()

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.base import FederatedTask
+from lightning_fed.models.layers.workspace import WORKSPACE
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.ranking_metrics import METRIC_NAMES, RankingMetrics, target_ranks
 
@@ -160,8 +161,14 @@ class SequentialRecommendationTask(FederatedTask):
         self.test_metrics.reset()
         self._release_evaluation_caches()
 
+    def on_train_end(self) -> None:  # noqa: D102
+        # the head loss's reused buffers are sized for this client (FMoE-CDSR's kept logits: K x M x C): a
+        # federation trains the next client, or keeps this one idle until the next round
+        WORKSPACE.clear()
+
     def _release_evaluation_caches(self) -> None:
-        """Free the experts' cached item tables: a federation keeps every client's model between rounds."""
+        """Free the experts' cached item tables and the scoring buffer: a federation keeps every client's model."""
         for module in self.modules():
             if isinstance(module, Expert):
                 module.release_cached_items()
+        WORKSPACE.release("scores")
