@@ -8,6 +8,7 @@ step), "eval_s": median seconds to evaluate Food's validation set (1307 sequence
     python benchmarks/train_step.py                      # bf16 autocast (the default on this CPU)
     python benchmarks/train_step.py --precision 32       # fp32
     python benchmarks/train_step.py --backward joint     # all experts in one backward pass (more memory)
+    python benchmarks/train_step.py --fusion-logits recompute   # L_fuse recomputes the logits (less memory)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--chunk-size", type=int, default=None, help="loss_chunk_size (default: the model's)")
     parser.add_argument("--backward", choices=["per_expert", "joint"], default="per_expert")
+    parser.add_argument("--fusion-logits", choices=["keep", "recompute"], default="keep")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -43,7 +45,7 @@ def main() -> None:
     datamodule = FKCB(batch_size=args.batch_size).client_datamodules()["Food"]
     datamodule.setup()
     kwargs = {"loss_chunk_size": args.chunk_size} if args.chunk_size else {}
-    model = FMoECDSR(hidden_dim=args.hidden_dim, backward=args.backward, **kwargs)
+    model = FMoECDSR(hidden_dim=args.hidden_dim, backward=args.backward, fusion_logits=args.fusion_logits, **kwargs)
     model.build(datamodule)
     optimizer = model.configure_optimizers()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
