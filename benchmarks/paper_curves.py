@@ -6,8 +6,14 @@ finished, the best round's test from ``results.json``. Prints markdown tables in
 (one column per run), validation MRR per round and domain for each run, and each finished run's test table at its
 best round. With ``--png`` it draws validation Avg MRR per round, one line per run.
 
+A run's figures outlive its directory as a record: ``--save DIR`` writes one JSON file per run (its rounds'
+validation and, once finished, its results), and a record file is read wherever a run directory is. A label given
+more than once merges its sources in order, a later source's rounds replacing an earlier one's.
+
     python benchmarks/paper_curves.py "FMoE-CDSR=runs/fmoe" "Local Expert=runs/local" --png curves.png \
         --clients Food,Kitchen,Clothing,Beauty
+    python benchmarks/paper_curves.py "FMoE-CDSR=docs/paper_runs/fmoe_cdsr.json" "FMoE-CDSR=runs/fmoe" \
+        --save docs/paper_runs                 # a record, continued by the run directory's newer rounds
 """
 
 from __future__ import annotations
@@ -40,6 +46,32 @@ def validation_by_round(run_dir: Path) -> dict[int, dict[str, float]]:
     return rounds
 
 
+def read_source(path: Path) -> tuple[dict[int, dict[str, float]], dict | None]:
+    """A run directory's or a record's ``(validation by round, results or None)``."""
+    if path.is_dir():
+        results_path = path / "results.json"
+        results = json.loads(results_path.read_text()) if results_path.is_file() else None
+        return validation_by_round(path), results
+    record = json.loads(path.read_text())
+    validation = {int(r): {k: float(v) for k, v in values.items()} for r, values in record["validation"].items()}
+    return validation, record.get("results")
+
+
+def record(label: str, curve: dict[int, dict[str, float]], results: dict | None, sources: list[str]) -> dict:
+    """The JSON record of one run (what ``--save`` writes and :func:`read_source` reads back)."""
+    return {
+        "label": label,
+        "sources": sources,
+        "validation": {str(r): curve[r] for r in sorted(curve)},
+        "results": results,
+    }
+
+
+def slug(label: str) -> str:
+    """A file name for a label: lower case, runs of other characters as one underscore."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -53,21 +85,40 @@ def percent(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (or RUN_DIR: the directory's name is the label)")
+    parser.add_argument(
+        "runs", nargs="+", help="LABEL=RUN_DIR or LABEL=RECORD.json (without LABEL=, the directory's or file's name)"
+    )
     parser.add_argument("--png", type=Path, help="write the validation curves here")
+    parser.add_argument("--save", type=Path, help="write each run's record (JSON) into this directory")
     parser.add_argument(
         "--clients", help="column order of the clients, comma-separated (default: results.json's, else the log's)"
     )
     args = parser.parse_args(argv)
-    runs = {}
+    curves: dict[str, dict[int, dict[str, float]]] = {}
+    finished: dict[str, dict | None] = {}
+    sources: dict[str, list[str]] = {}
     for spec in args.runs:
         label, _, path = spec.rpartition("=")
-        run_dir = Path(path)
-        if not run_dir.is_dir():
-            print(f"error: {run_dir}: no such run directory", file=sys.stderr)
+        source = Path(path)
+        if not source.exists():
+            print(f"error: {source}: no such run directory or record", file=sys.stderr)
             return 2
-        runs[label or run_dir.name] = run_dir
-    curves = {label: validation_by_round(run_dir) for label, run_dir in runs.items()}
+        label = label or source.stem
+        try:
+            curve, results = read_source(source)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            print(f"error: {source}: not a run record ({type(error).__name__}: {error})", file=sys.stderr)
+            return 2
+        curves.setdefault(label, {}).update(curve)
+        if results is not None or label not in finished:
+            finished[label] = results
+        sources.setdefault(label, []).append(str(source))
+    runs = list(curves)
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        for label in runs:
+            saved = record(label, curves[label], finished[label], sources[label])
+            (args.save / f"{slug(label)}.json").write_text(json.dumps(saved, indent=1) + "\n")
 
     last = max((max(c) for c in curves.values() if c), default=0)
     print("Validation Avg MRR (%) per round\n")
@@ -75,22 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(["Round", *runs], rows) + "\n")
     for label, curve in curves.items():
         logged = [c for c in next(iter(curve.values()), {}) if c != "Avg"]
-        results_path = runs[label] / "results.json"
         if args.clients:
             clients = args.clients.split(",")
-        elif results_path.is_file():
-            clients = json.loads(results_path.read_text())["clients"]
+        elif finished[label] is not None:
+            clients = finished[label]["clients"]
         else:
             clients = logged
         print(f"{label}: validation MRR (%) per round and domain\n")
         rows = [[str(r), *(percent(curve[r].get(c)) for c in clients), percent(curve[r].get("Avg"))] for r in curve]
         print(markdown(["Round", *clients, "Avg"], rows) + "\n")
-    for label, run_dir in runs.items():
-        results_path = run_dir / "results.json"
-        if not results_path.is_file():
+    for label in runs:
+        results = finished[label]
+        if results is None:
             print(f"{label}: not finished ({len(curves[label])} round(s) so far), no test yet\n")
             continue
-        results = json.loads(results_path.read_text())
         test = results["test"]
         print(f"{label}: test (%) at the best round {results['best_round']} of {results['rounds_run']}\n")
         header = ["Metric", *test]

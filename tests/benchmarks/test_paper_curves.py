@@ -32,3 +32,36 @@ def test_curves_and_tables_repeat_the_runs_results(saved_run, tmp_path, capsys):
 def test_a_missing_run_directory_is_a_one_line_error(tmp_path, capsys):
     assert _script().main([f"X={tmp_path / 'nothing'}"]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_a_saved_record_reads_back_as_the_run(saved_run, tmp_path, capsys):
+    curves = _script()
+    assert curves.main([f"Tiny run={saved_run}"]) == 0
+    from_directory = capsys.readouterr().out
+    assert curves.main([f"Tiny run={saved_run}", "--save", str(tmp_path / "records")]) == 0
+    capsys.readouterr()
+    record = tmp_path / "records" / "tiny_run.json"
+    assert json.loads(record.read_text())["sources"] == [str(saved_run)]
+    assert curves.main([f"Tiny run={record}"]) == 0
+    assert capsys.readouterr().out == from_directory
+
+
+def test_a_later_source_replaces_an_earlier_ones_rounds(saved_run, tmp_path, capsys):
+    curves = _script()
+    by_round = curves.validation_by_round(saved_run)
+    first, last = min(by_round), max(by_round)
+    older = curves.record("Run", {first: {"Avg": 0.5}, last + 1: {"Avg": 0.25}}, None, ["an older machine"])
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert curves.main([f"Run={tmp_path / 'older.json'}", f"Run={saved_run}", "--save", str(tmp_path)]) == 0
+    merged = json.loads((tmp_path / "run.json").read_text())
+    assert merged["validation"][str(first)]["Avg"] == by_round[first]["Avg"]  # the run directory's, not 0.5
+    assert merged["validation"][str(last + 1)] == {"Avg": 0.25}  # a round only the older source has
+    assert merged["results"]["best_round"] == json.loads((saved_run / "results.json").read_text())["best_round"]
+    assert f"| {last + 1} | 25.00 |" in capsys.readouterr().out
+
+
+def test_a_malformed_record_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"label": "x"}')
+    assert _script().main([f"X={tmp_path / 'bad.json'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "bad.json: not a run record" in err
