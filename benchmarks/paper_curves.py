@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if not source.exists():
             print(f"error: {source}: no such run directory or record", file=sys.stderr)
             return 2
-        label = label or source.stem
+        label = label or (source.name if source.is_dir() else source.stem)
         try:
             curve, results = read_source(source)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if results is not None or label not in finished:
             finished[label] = results
         sources.setdefault(label, []).append(str(source))
+    curves = {label: dict(sorted(curve.items())) for label, curve in curves.items()}  # merged rounds in order
     runs = list(curves)
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,18 @@ def test_a_later_source_replaces_an_earlier_ones_rounds(saved_run, tmp_path, cap
     assert f"| {last + 1} | 25.00 |" in capsys.readouterr().out
 
 
+def test_merged_rounds_print_in_round_order(tmp_path, capsys):
+    curves = _script()
+    later = curves.record("Run", {3: {"Food": 0.3, "Avg": 0.3}}, None, ["a session that kept round 3"])
+    earlier = curves.record("Run", {1: {"Food": 0.1, "Avg": 0.1}, 2: {"Food": 0.2, "Avg": 0.2}}, None, ["a rerun"])
+    (tmp_path / "a.json").write_text(json.dumps(later))
+    (tmp_path / "b.json").write_text(json.dumps(earlier))
+    assert curves.main([f"Run={tmp_path / 'a.json'}", f"Run={tmp_path / 'b.json'}"]) == 0
+    per_domain = capsys.readouterr().out.split("Run: validation MRR (%) per round and domain\n\n")[1]
+    rows = per_domain.split("\n\n")[0].splitlines()[2:]
+    assert rows == ["| 1 | 10.00 | 10.00 |", "| 2 | 20.00 | 20.00 |", "| 3 | 30.00 | 30.00 |"]
+
+
 def test_a_malformed_record_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"label": "x"}')
     assert _script().main([f"X={tmp_path / 'bad.json'}"]) == 2
