@@ -9,6 +9,9 @@ step), "eval_s": median seconds to evaluate Food's validation set (1307 sequence
     python benchmarks/train_step.py --precision 32       # fp32
     python benchmarks/train_step.py --backward joint     # all experts in one backward pass (more memory)
     python benchmarks/train_step.py --fusion-logits recompute   # L_fuse recomputes the logits (less memory)
+    python benchmarks/train_step.py --variant configs/variants/reference.yaml   # the reference code's behaviour
+
+``--variant`` applies a config layer's ``model.init_args``, ``data.init_args`` and ``trainer.precision``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 import warnings
 
 import torch
+import yaml
 
 from lightning_fed.datamodules import FKCB
 from lightning_fed.models import FMoECDSR
@@ -36,15 +40,26 @@ def main() -> None:
     parser.add_argument("--backward", choices=["per_expert", "joint"], default="per_expert")
     parser.add_argument("--fusion-logits", choices=["keep", "recompute"], default="keep")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--variant", default=None, help="a config layer (model, data and trainer.precision)")
     args = parser.parse_args()
+    model_kwargs, data_kwargs = {}, {}
+    if args.variant:
+        with open(args.variant) as file:
+            layer = yaml.safe_load(file)
+        model_kwargs = layer.get("model", {}).get("init_args", {})
+        data_kwargs = layer.get("data", {}).get("init_args", {})
+        precision = str(layer.get("trainer", {}).get("precision", ""))
+        if precision:
+            args.precision = "32" if precision.startswith("32") else "bf16"
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*self.log.*")
     torch.manual_seed(0)
 
-    datamodule = FKCB(batch_size=args.batch_size).client_datamodules()["Food"]
+    datamodule = FKCB(batch_size=args.batch_size, **data_kwargs).client_datamodules()["Food"]
     datamodule.setup()
     kwargs = {"loss_chunk_size": args.chunk_size} if args.chunk_size else {}
+    kwargs.update(model_kwargs)
     model = FMoECDSR(hidden_dim=args.hidden_dim, backward=args.backward, fusion_logits=args.fusion_logits, **kwargs)
     model.build(datamodule)
     optimizer = model.configure_optimizers()

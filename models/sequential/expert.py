@@ -112,6 +112,7 @@ class Expert(nn.Module):
         items: Tensor | None = None,
         last_only: bool = False,
         full_rows: int | None = None,
+        kl: bool = True,
     ) -> Tensor:
         """Encode left-padded sequences.
 
@@ -122,11 +123,12 @@ class Expert(nn.Module):
             last_only: only the last position's output (what scoring reads), computed for that position only.
             full_rows: every position for the first ``full_rows`` sequences, the last one only for the others
                 (contrastive views); see :meth:`SequenceEncoder.forward`.
+            kl: False skips the encoder's logvar stack (see :meth:`SequenceEncoder.forward`).
 
         Returns:
             (B, T, d) z_t (zero at padding); (B, d) z_T with ``last_only``.
         """
-        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only, full_rows=full_rows)
+        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only, full_rows=full_rows, kl=kl)
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d) by this expert's head."""

@@ -278,10 +278,10 @@ class FMoECDSR(SequentialRecommendationTask):
         return both[: len(inputs)], both[len(inputs) :]
 
     def _encode_all(self, inputs: Tensor, last_only: bool = False) -> list[Tensor]:
-        """Every expert's outputs (B, T, d), or (B, d) at the last position only."""
+        """Every expert's outputs (B, T, d), or (B, d) at the last position only (scoring: no KL term)."""
         if last_only:
             return [expert(inputs, self.item_graph, last_only=True) for expert in self.net.experts]
-        return [self._encode(expert, inputs, None)[0] for expert in self.net.experts]
+        return [expert(inputs, self.item_graph, kl=False) for expert in self.net.experts]
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
         optimizer = self.optimizers()

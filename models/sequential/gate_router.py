@@ -19,8 +19,9 @@ class GateRouter(nn.Module):
         num_experts: K.
         dropout: dropout between layers.
         pooling: ``"sample"`` routes each sample on its own inputs (the paper); ``"batch"`` averages the gate
-            input over the batch and every position (padding included) first, as the reference code does: one
-            gate vector per batch (a sample's weights then depend on its batch).
+            input over the batch and every position (padding included) and routes that one row, as the reference
+            code does: one gate vector per batch, one dropout mask in training (a sample's weights then depend on
+            its batch).
     """
 
     def __init__(
@@ -48,5 +49,7 @@ class GateRouter(nn.Module):
         """Gate weights g (..., K) that sum to 1, from K tensors (B, ..., d); no gradient reaches the experts."""
         x = torch.cat([z.detach() for z in expert_outputs], dim=-1)  # sg(.) of Eq. 7
         if self.pooling == "batch":
-            x = x.reshape(-1, x.size(-1)).mean(0).expand_as(x)
+            pooled = x.reshape(-1, x.size(-1)).mean(0, keepdim=True)
+            weights = torch.softmax(self.mlp(pooled).float(), dim=-1)
+            return weights.expand(*x.shape[:-1], weights.size(-1))
         return torch.softmax(on_padded_rows(self.mlp, x).float(), dim=-1)

@@ -218,13 +218,14 @@ class SequenceEncoder(nn.Module):
         return mask.unsqueeze(1)
 
     def _packed_stacks(
-        self, x: Tensor, valid: Tensor, full_rows: int | None = None
+        self, x: Tensor, valid: Tensor, full_rows: int | None = None, logvar: bool = True
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Both stacks on the packed non-padding tokens: (mu (Q, d), logvar or None, the Q outputs' positions).
 
         With ``full_rows``: mu at every position of the first ``full_rows`` sequences and at the last position of
         the others (the last block computes only those rows; the earlier ones serve every row as keys and
         values); logvar only for the first ``full_rows`` sequences, and not at all when ``full_rows`` is 0.
+        With ``logvar=False`` the logvar stack does not run.
         """
         b, t, d = x.shape
         tokens = valid.reshape(-1).nonzero().squeeze(1)
@@ -232,14 +233,14 @@ class SequenceEncoder(nn.Module):
         mask = self.attention_mask(valid)
         if full_rows is None:
             mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
-            if self.logvar_blocks is None:
+            if self.logvar_blocks is None or not logvar:
                 return mu, None, tokens
             return mu, run_blocks(self.logvar_blocks, self.logvar_norm, h, tokens, (b, t), mask), tokens
         full = int(torch.searchsorted(tokens, full_rows * t))  # tokens are sorted: rows < full_rows come first
         last = (tokens[full:] % t == t - 1).nonzero().squeeze(1) + full
         queries = torch.cat([torch.arange(full, device=tokens.device), last])
         mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask, queries)
-        if self.logvar_blocks is None or full_rows == 0:
+        if self.logvar_blocks is None or full_rows == 0 or not logvar:
             return mu, None, tokens[queries]
         stack, norm = self.logvar_blocks, self.logvar_norm
         logvar = run_blocks(stack, norm, h[:full], tokens[:full], (full_rows, t), mask[:full_rows])
@@ -262,7 +263,9 @@ class SequenceEncoder(nn.Module):
         mu, logvar, tokens = self._packed_stacks(x, valid)
         return self._unpack(mu, tokens, x.shape), self._unpack(logvar, tokens, x.shape)
 
-    def forward(self, x: Tensor, valid: Tensor, last_only: bool = False, full_rows: int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, valid: Tensor, last_only: bool = False, full_rows: int | None = None, kl: bool = True
+    ) -> Tensor:
         """Encode.
 
         Args:
@@ -275,6 +278,8 @@ class SequenceEncoder(nn.Module):
                 for the others (contrastive views, of which only z_T is read); the other positions of those rows
                 are zero. :attr:`last_kl` then covers the first ``full_rows`` sequences. Not with
                 ``sample_latent``, which samples every row.
+            kl: run the logvar stack and set :attr:`last_kl` (training reads it). False skips the stack, as
+                scoring with every position's z = mu does; not with ``sample_latent`` in training.
 
         Returns:
             (B, T, d) outputs z_t, zero at padding positions; (B, d) z_T with ``last_only``.
@@ -285,7 +290,9 @@ class SequenceEncoder(nn.Module):
             return mu.new_zeros(b, mu.size(-1)).index_copy_(0, last_tokens // t, mu)
         if full_rows is not None and self.sample_latent and self.training:
             raise ValueError("full_rows leaves the other rows without logvar, which sample_latent needs")
-        mu, logvar, tokens = self._packed_stacks(x, valid, full_rows)
+        if not kl and self.sample_latent and self.training:
+            raise ValueError("kl=False skips the logvar stack, which sample_latent needs in training")
+        mu, logvar, tokens = self._packed_stacks(x, valid, full_rows, logvar=kl)
         if logvar is not None:
             logvar = logvar.float()
             rows = b if full_rows is None else full_rows

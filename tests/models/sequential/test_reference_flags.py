@@ -13,6 +13,7 @@ from lightning_fed.datamodules.sequential.candidates import reference_negatives
 from lightning_fed.datamodules.sequential.item_graph import item_transition_graph
 from lightning_fed.models import FMoECDSR
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.models.sequential.gate_router import GateRouter
 from lightning_fed.models.sequential.item_graph_embedding import graph_item_representations
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
@@ -189,6 +190,23 @@ def test_batch_pooled_gate_is_one_vector_from_the_mean_over_batch_and_positions(
         pooled = torch.cat(outputs, -1).mean((0, 1))  # padding positions (zero) included
         expected = torch.softmax(model.net.gate.mlp(pooled), -1)
     torch.testing.assert_close(weights, expected.expand_as(weights))
+
+
+def test_batch_pooled_gate_routes_one_row_with_one_dropout_mask_in_training():
+    gate = GateRouter(hidden_dim=4, num_experts=2, dropout=0.5, pooling="batch").train()
+    generator = torch.Generator().manual_seed(3)
+    outputs = [torch.randn(3, 5, 4, generator=generator) for _ in range(2)]
+    torch.manual_seed(7)
+    weights = gate(outputs)
+    grads = torch.autograd.grad((weights[..., 0] * torch.arange(15.0).view(3, 5)).sum(), gate.mlp[0].weight)
+    pooled = torch.cat(outputs, -1).mean((0, 1)).unsqueeze(0)  # (1, K d)
+    torch.manual_seed(7)  # the same dropout masks, drawn for the one pooled row
+    expected = torch.softmax(gate.mlp(pooled), -1)
+    # every position of the batch carries that row's weights, so the loss weights sum: 0 + 1 + ... + 14 = 105
+    (expected_grads,) = torch.autograd.grad(105.0 * expected[0, 0], gate.mlp[0].weight)
+    assert weights.shape == (3, 5, 2)
+    torch.testing.assert_close(weights, expected.expand(3, 5, 2))
+    torch.testing.assert_close(grads[0], expected_grads)
 
 
 # 8. Fixed views and order ----------------------------------------------------------------------------------------

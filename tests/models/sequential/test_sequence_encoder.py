@@ -110,3 +110,30 @@ def test_full_rows_equal_the_full_encoding_where_they_compute_and_give_the_same_
     assert len(part_grads) == len(full_grads)
     for a, b in zip(part_grads, full_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("block_form", ["pre_norm", "sasrec"])
+def test_kl_false_gives_the_same_outputs_without_running_the_logvar_stack(block_form):
+    torch.manual_seed(5)
+    encoder = SequenceEncoder(8, num_blocks=2, num_heads=2, dropout=0.0, block_form=block_form,
+                              kl_regularizer=True).eval()  # fmt: skip
+    valid = torch.tensor([[False, True, True, True], [True, True, True, True]])
+    x = torch.randn(2, 4, 8) * valid.unsqueeze(-1)
+    calls = []
+    for block in encoder.logvar_blocks:
+        block.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        with_kl = encoder(x, valid)
+        assert len(calls) == 2 and encoder.last_kl.shape == (2,)
+        encoder.last_kl = None
+        without = encoder(x, valid, kl=False)
+    assert len(calls) == 2 and encoder.last_kl is None  # no logvar block ran, no KL was set
+    torch.testing.assert_close(without, with_kl, rtol=0, atol=0)
+
+
+def test_kl_false_is_refused_where_sampling_needs_the_logvar_stack():
+    encoder = SequenceEncoder(8, num_blocks=1, num_heads=2, dropout=0.0, kl_regularizer=True, sample_latent=True)
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="sample_latent"):
+        encoder.train()(torch.randn(1, 3, 8), valid, kl=False)
+    assert encoder.eval()(torch.randn(1, 3, 8), valid, kl=False).shape == (1, 3, 8)  # evaluation outputs mu
