@@ -287,4 +287,5 @@ def test_reference_layer_sets_every_point(capsys, layers, cap, contrast):
     data = config["data"]["init_args"]
     assert data["training_order"] == "fixed" and data["candidate_draws"] == "reference"
     assert data["candidate_seed"] == 42
+    assert data["eval_batch_size"] == data["batch_size"] == 256  # the batch the pooled gate sees at evaluation
     assert config["trainer"]["precision"] == "32-true"
