@@ -86,12 +86,16 @@ class FMoECDSRNet(nn.Module):
         """The expert whose encoder this client trains and uploads."""
         return self.experts[self.local_index]
 
-    def gate_weights(self, outputs: list[Tensor], rows: Tensor | None = None) -> Tensor:
+    def gate_weights(self, outputs: list[Tensor], rows: Tensor | None = None, padding: Tensor | None = None) -> Tensor:
         """Gate weights (..., K): learned router, or 1/K without it.
 
         Args:
             outputs: the K experts' outputs (B, T, d) or (B, d).
             rows: optional boolean (B, T) mask selecting the positions to route (sample pooling only).
+            padding: optional boolean (B, T) mask of the padding positions of (B, T, d) outputs. The batch-pooled
+                gate counts them as what each encoder outputs there in the reference code
+                (:meth:`SequenceEncoder.padding_output`: the final LayerNorm's bias in the ``"sasrec"`` form), not
+                as the zeros of ``outputs``.
         """
         k = len(outputs)
         if self.gate is None:
@@ -99,6 +103,12 @@ class FMoECDSRNet(nn.Module):
             return torch.full((*shape, k), 1.0 / k, device=outputs[0].device)
         if rows is not None and self.gate.pooling == "sample":
             return self.gate([z[rows] for z in outputs])
+        if padding is not None and self.gate.pooling == "batch":
+            fills = [expert.encoder.padding_output() for expert in self.experts]
+            outputs = [
+                z if fill is None else torch.where(padding.unsqueeze(-1), fill.detach().to(z.dtype), z)
+                for z, fill in zip(outputs, fills, strict=True)
+            ]
         weights = self.gate(outputs)
         return weights if rows is None else weights[rows]
 
@@ -342,7 +352,7 @@ class FMoECDSR(SequentialRecommendationTask):
         total = totals["next_item"] + hp.contrastive_weight * totals["contrast"] + kl_weight * totals["kl"]
         logs = {f"train/{k}": v for k, v in totals.items() if isinstance(v, Tensor)}
         if self.net.gate is not None:
-            gate = self.net.gate_weights(outputs, rows)
+            gate = self.net.gate_weights(outputs, rows, padding=inputs == self.pad_id)
             if kept is not None:
                 fusion = mixture_loss_from_logits(kept, gate, row_targets, hp.loss_chunk_size, denominator)
             else:
@@ -380,7 +390,7 @@ class FMoECDSR(SequentialRecommendationTask):
             [h.weight for h in heads],
             [h.bias for h in heads],
             row_targets,
-            gate=self.net.gate_weights(outputs, rows) if self.net.gate is not None else None,
+            gate=self.net.gate_weights(outputs, rows, inputs == self.pad_id) if self.net.gate is not None else None,
             chunk_size=hp.loss_chunk_size,
             denominator=denominator,
         )
@@ -424,7 +434,8 @@ class FMoECDSR(SequentialRecommendationTask):
             if len(self.expert_domains) == 1:
                 return scores[0]
             if batch_gate:  # one gate vector from every position of the batch
-                gate = self.net.gate_weights([z.float() for z in full])[:, -1].float()
+                padding = inputs == self.pad_id
+                gate = self.net.gate_weights([z.float() for z in full], padding=padding)[:, -1].float()
             else:
                 gate = self.net.gate_weights(last).float()
             if len(kept) < len(self.expert_domains):

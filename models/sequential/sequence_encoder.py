@@ -209,6 +209,15 @@ class SequenceEncoder(nn.Module):
         self.logvar_norm = nn.LayerNorm(hidden_dim) if kl_regularizer else None
         self.last_kl: Tensor | None = None
 
+    def padding_output(self) -> Tensor | None:
+        """What the reference code's encoder outputs at a padding position, where :meth:`forward` outputs zero.
+
+        In the ``"sasrec"`` form the reference's final LayerNorm follows the last zeroing of the padding, so a
+        padding position leaves its encoder as LN(0), the final norm's bias (d,); None in the ``"pre_norm"`` form
+        (zero). Only a reader of padding positions needs it: FMoE-CDSR's batch-pooled gate (reference point 7).
+        """
+        return self.final_norm.bias if self.block_form == "sasrec" else None
+
     def attention_mask(self, valid: Tensor) -> Tensor:
         """(B, 1, T, T) mask: causal, plus (pre-norm form) non-padding keys only; the diagonal always."""
         t = valid.size(1)

@@ -209,6 +209,48 @@ def test_batch_pooled_gate_routes_one_row_with_one_dropout_mask_in_training():
     torch.testing.assert_close(grads[0], expected_grads)
 
 
+def test_batch_pooled_gate_counts_padding_as_the_reference_encoders_final_norm_bias(food):
+    # the reference's final LayerNorm follows the zeroing of the padding: a padding position leaves as LN(0) = bias
+    model = build(food, gate_pooling="batch", block_form="sasrec").eval()
+    with torch.no_grad():
+        for j, expert in enumerate(model.net.experts):
+            expert.encoder.final_norm.bias.fill_(0.5 * (j + 1))
+    inputs, candidates = next(iter(food.val_dataloader()))
+    padding = inputs == food.pad_id
+    assert padding.any() and not padding.all()
+    with torch.no_grad():
+        outputs = model._encode_all(inputs)
+        assert all(torch.count_nonzero(z[padding]) == 0 for z in outputs)  # the encoder itself outputs zero there
+        filled = [torch.where(padding.unsqueeze(-1), 0.5 * (j + 1), z) for j, z in enumerate(outputs)]
+        expected = torch.softmax(model.net.gate.mlp(torch.cat(filled, -1).mean((0, 1))), -1)
+        weights = model.net.gate_weights(outputs, padding=padding)
+        torch.testing.assert_close(weights, expected.expand_as(weights))
+        assert not torch.allclose(model.net.gate_weights(outputs), weights)  # zeros there would route otherwise
+        # scoring pools the same way: the fused scores are sum_j g_j y^j with that gate
+        scores = [expert.candidate_scores(z[:, -1], candidates) for expert, z in zip(model.net.experts, outputs)]
+        fused = sum(expected[j] * scores[j] for j in range(len(scores)))
+        torch.testing.assert_close(model.score_candidates(inputs, candidates), fused)
+    pre_norm = build(food, gate_pooling="batch").eval()  # the method's encoder: padding counts as zero
+    with torch.no_grad():
+        outputs = pre_norm._encode_all(inputs)
+        assert pre_norm.net.experts[0].encoder.padding_output() is None
+        torch.testing.assert_close(
+            pre_norm.net.gate_weights(outputs, padding=padding), pre_norm.net.gate_weights(outputs)
+        )
+
+
+def test_training_step_passes_the_padding_to_the_batch_pooled_gate(food, monkeypatch):
+    model = build(food, gate_pooling="batch", block_form="sasrec")
+    seen = []
+    original = model.net.gate_weights
+    monkeypatch.setattr(
+        model.net, "gate_weights", lambda *a, **kw: seen.append(kw.get("padding")) or original(*a, **kw)
+    )
+    inputs, targets = next(iter(food.train_dataloader()))[:2]
+    model.backward_step((inputs, targets))
+    assert len(seen) == 1 and torch.equal(seen[0], inputs == food.pad_id)
+
+
 # 8. Fixed views and order ----------------------------------------------------------------------------------------
 def test_fixed_order_repeats_one_shuffle_and_fills_the_last_batch_with_its_first_sequences():
     scenario = FKCB(domains=["Food"], max_sequences=40, batch_size=16, num_negatives=9, training_order="fixed")
