@@ -11,7 +11,8 @@ step), "eval_s": median seconds to evaluate Food's validation set (1307 sequence
     python benchmarks/train_step.py --fusion-logits recompute   # L_fuse recomputes the logits (less memory)
     python benchmarks/train_step.py --variant configs/variants/reference.yaml   # the reference code's behaviour
 
-``--variant`` applies a config layer's ``model.init_args``, ``data.init_args`` and ``trainer.precision``.
+``--variant`` applies a config layer's ``model.init_args``, ``data.init_args`` and ``trainer.precision``, with
+the layers it lists under ``config:`` first (as ``main.py`` reads them; later layers override earlier ones).
 """
 
 from __future__ import annotations
@@ -22,12 +23,57 @@ import resource
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import yaml
 
+from lightning_fed.cli import expand_config_layers, read_config_file
 from lightning_fed.datamodules import FKCB
+from lightning_fed.errors import ConfigurationError, exit_with_error
 from lightning_fed.models import FMoECDSR
+
+PRECISIONS = {"32": "32", "32-true": "32", "bf16": "bf16", "bf16-mixed": "bf16"}  # what this benchmark runs
+
+
+def variant_settings(path: str) -> tuple[dict, dict, str | None]:
+    """``(model init_args, data init_args, precision)`` of config layer ``path`` and of the layers it includes.
+
+    Args:
+        path: a config file for ``main.py`` that layers onto an FMoE-CDSR FKCB config.
+
+    Returns:
+        The merged ``model.init_args`` and ``data.init_args`` (later layers win) and ``"32"``, ``"bf16"`` or None
+        (the layers set no ``trainer.precision``).
+
+    Raises:
+        ConfigurationError: a layer names another model or datamodule, or a precision this benchmark does not run.
+    """
+    model, data, precision = {}, {}, None
+    layers = expand_config_layers(["--config", path])
+    for value in layers[1::2]:  # "--config", value, "--config", value, ...
+        inline = "\n" in value  # a file's own keys after its layers, with its section files' paths resolved
+        content = yaml.safe_load(value) if inline else read_config_file(value)
+        name = "an inline layer" if inline else value
+        for section, kwargs in (("model", model), ("data", data)):
+            settings = content.get(section) or {}
+            if isinstance(settings, str):  # a section file, relative to the file that names it
+                settings = read_config_file(settings if inline else str(Path(value).parent / settings))
+            class_path = settings.get("class_path")
+            expected = "FMoECDSR" if section == "model" else "FKCB"
+            if class_path is not None and class_path.rsplit(".", 1)[-1] != expected:
+                raise ConfigurationError(
+                    f"{name}: {section}.class_path is {class_path}; this benchmark runs {expected}"
+                )
+            kwargs.update(settings.get("init_args") or {})
+        value = (content.get("trainer") or {}).get("precision")
+        if value is not None:
+            if str(value) not in PRECISIONS:
+                raise ConfigurationError(
+                    f"{name}: trainer.precision {value!r}: this benchmark runs {', '.join(PRECISIONS)}"
+                )
+            precision = PRECISIONS[str(value)]
+    return model, data, precision
 
 
 def main() -> None:
@@ -44,13 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     model_kwargs, data_kwargs = {}, {}
     if args.variant:
-        with open(args.variant) as file:
-            layer = yaml.safe_load(file)
-        model_kwargs = layer.get("model", {}).get("init_args", {})
-        data_kwargs = layer.get("data", {}).get("init_args", {})
-        precision = str(layer.get("trainer", {}).get("precision", ""))
-        if precision:
-            args.precision = "32" if precision.startswith("32") else "bf16"
+        try:
+            model_kwargs, data_kwargs, precision = variant_settings(args.variant)
+        except ConfigurationError as error:
+            exit_with_error(f"--variant {error}")
+        args.precision = precision or args.precision
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*self.log.*")

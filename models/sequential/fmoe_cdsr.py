@@ -293,6 +293,11 @@ class FMoECDSR(SequentialRecommendationTask):
             return [expert(inputs, self.item_graph, last_only=True) for expert in self.net.experts]
         return [expert(inputs, self.item_graph, kl=False) for expert in self.net.experts]
 
+    def _gate_padding(self, inputs: Tensor) -> Tensor | None:
+        """The padding mask the batch-pooled gate fills (:meth:`FMoECDSRNet.gate_weights`); None for any other gate."""
+        gate = self.net.gate
+        return inputs == self.pad_id if gate is not None and gate.pooling == "batch" else None
+
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:  # noqa: D102
         optimizer = self.optimizers()
         optimizer.zero_grad()
@@ -352,7 +357,7 @@ class FMoECDSR(SequentialRecommendationTask):
         total = totals["next_item"] + hp.contrastive_weight * totals["contrast"] + kl_weight * totals["kl"]
         logs = {f"train/{k}": v for k, v in totals.items() if isinstance(v, Tensor)}
         if self.net.gate is not None:
-            gate = self.net.gate_weights(outputs, rows, padding=inputs == self.pad_id)
+            gate = self.net.gate_weights(outputs, rows, padding=self._gate_padding(inputs))
             if kept is not None:
                 fusion = mixture_loss_from_logits(kept, gate, row_targets, hp.loss_chunk_size, denominator)
             else:
@@ -385,12 +390,15 @@ class FMoECDSR(SequentialRecommendationTask):
         pairs = [self._encode(expert, inputs, augmented) for expert in self.net.experts]
         outputs = [z for z, _ in pairs]
         heads = [expert.head for expert in self.net.experts]
+        gate = None
+        if self.net.gate is not None:
+            gate = self.net.gate_weights(outputs, rows, padding=self._gate_padding(inputs))
         next_item, fusion = mixture_cross_entropy(
             [z[rows] for z in outputs],
             [h.weight for h in heads],
             [h.bias for h in heads],
             row_targets,
-            gate=self.net.gate_weights(outputs, rows, inputs == self.pad_id) if self.net.gate is not None else None,
+            gate=gate,
             chunk_size=hp.loss_chunk_size,
             denominator=denominator,
         )
@@ -434,8 +442,8 @@ class FMoECDSR(SequentialRecommendationTask):
             if len(self.expert_domains) == 1:
                 return scores[0]
             if batch_gate:  # one gate vector from every position of the batch
-                padding = inputs == self.pad_id
-                gate = self.net.gate_weights([z.float() for z in full], padding=padding)[:, -1].float()
+                gate = self.net.gate_weights([z.float() for z in full], padding=self._gate_padding(inputs))
+                gate = gate[:, -1].float()
             else:
                 gate = self.net.gate_weights(last).float()
             if len(kept) < len(self.expert_domains):

@@ -239,8 +239,10 @@ def test_batch_pooled_gate_counts_padding_as_the_reference_encoders_final_norm_b
         )
 
 
-def test_training_step_passes_the_padding_to_the_batch_pooled_gate(food, monkeypatch):
-    model = build(food, gate_pooling="batch", block_form="sasrec")
+@pytest.mark.parametrize("backward", ["per_expert", "joint"])
+@pytest.mark.parametrize("pooling", ["batch", "sample"])
+def test_training_step_passes_the_padding_to_the_batch_pooled_gate_only(food, monkeypatch, pooling, backward):
+    model = build(food, gate_pooling=pooling, block_form="sasrec", backward=backward)
     seen = []
     original = model.net.gate_weights
     monkeypatch.setattr(
@@ -248,7 +250,11 @@ def test_training_step_passes_the_padding_to_the_batch_pooled_gate(food, monkeyp
     )
     inputs, targets = next(iter(food.train_dataloader()))[:2]
     model.backward_step((inputs, targets))
-    assert len(seen) == 1 and torch.equal(seen[0], inputs == food.pad_id)
+    assert len(seen) == 1
+    if pooling == "batch":
+        assert torch.equal(seen[0], inputs == food.pad_id)
+    else:
+        assert seen[0] is None
 
 
 # 8. Fixed views and order ----------------------------------------------------------------------------------------
