@@ -55,6 +55,7 @@ class FMoECDSRNet(nn.Module):
         block_form: Literal["pre_norm", "sasrec"] = "pre_norm",
         embedding_init: Literal["scaled", "standard_normal"] = "scaled",
         graph_form: Literal["mean", "dropout_bias"] = "mean",
+        input_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.local_index = local_index
@@ -68,6 +69,7 @@ class FMoECDSRNet(nn.Module):
                 gnn_layers,
                 embedding_init,
                 graph_form,
+                input_norm_eps,
             )
             for _ in range(num_experts)
         )
@@ -152,6 +154,7 @@ class FMoECDSR(SequentialRecommendationTask):
         block_form: Literal["pre_norm", "sasrec"] = "pre_norm",
         embedding_init: Literal["scaled", "standard_normal"] = "scaled",
         graph_form: Literal["mean", "dropout_bias"] = "mean",
+        input_norm_eps: float = 1e-5,
         loss_normalization: Literal["valid_positions", "all_positions"] = "valid_positions",
         loss_chunk_size: int = 512,
         backward: Literal["per_expert", "joint"] = "per_expert",
@@ -189,6 +192,8 @@ class FMoECDSR(SequentialRecommendationTask):
                 code, point 2).
             graph_form: ``"mean"`` (Eq. 1, LightGCN-style mean) or ``"dropout_bias"``:
                 G = (E + A_hat drop(E) + b) / 2 (reference code, point 5).
+            input_norm_eps: eps of the LayerNorm over an expert's input (Eq. 2): PyTorch's default 1e-5, or the
+                reference code's 1e-12. (The ``"sasrec"`` block form brings that code's 1e-8 in the encoder.)
             loss_normalization: ``"valid_positions"``: each cross-entropy (and KL) is a mean over the positions
                 that have a target; ``"all_positions"``: a masked sum divided by B * T, padding counted (reference
                 code, point 4; the contrast, a mean over the batch, then weighs about twice as much).
@@ -212,6 +217,8 @@ class FMoECDSR(SequentialRecommendationTask):
         super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking, adam_betas=adam_betas)
         self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
+        if not input_norm_eps > 0:
+            raise ConfigurationError(f"model.init_args.input_norm_eps must be positive, got {input_norm_eps!r}")
         self.save_hyperparameters()
         self.net: FMoECDSRNet | None = None
         self.expert_domains: list[str] = []
@@ -249,6 +256,7 @@ class FMoECDSR(SequentialRecommendationTask):
             block_form=hp.block_form,
             embedding_init=hp.embedding_init,
             graph_form=hp.graph_form,
+            input_norm_eps=hp.input_norm_eps,
         )
         self.register_buffer("item_graph", datamodule.item_graph, persistent=False)
 

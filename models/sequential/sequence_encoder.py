@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from lightning_fed.models.layers.fast_dropout import Dropout
 
 BlockForm = Literal["pre_norm", "sasrec"]
+NORM_EPS: dict[str, float] = {"pre_norm": 1e-5, "sasrec": 1e-8}  # the reference code's SASRec LayerNorms: 1e-8
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -29,7 +30,8 @@ class CausalSelfAttentionBlock(nn.Module):
     - ``"sasrec"`` (the reference code): ``Q = LN(x)``, ``x = Q + MHA(Q, K = x, V = x)`` (the residual from the
       normalized input; keys and values from the raw stream), ``x = LN'(x)``, ``x = x + FFN(x)``; no key-padding
       mask (padding keys, whose stream is zero, project to the key and value biases); dropout only on the
-      attention probabilities and inside the FFN.
+      attention probabilities and inside the FFN; its LayerNorms have the reference code's eps, 1e-8 (PyTorch's
+      default 1e-5 in the ``"pre_norm"`` form).
 
     It works on packed tokens (the non-padding positions only): every token-wise layer skips the padding, and
     only the attention scatters the tokens back into (B, T) to attend.
@@ -41,10 +43,10 @@ class CausalSelfAttentionBlock(nn.Module):
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         self.form = form
         self.num_heads = num_heads
-        self.attn_norm = nn.LayerNorm(hidden_dim)
+        self.attn_norm = nn.LayerNorm(hidden_dim, eps=NORM_EPS[form])
         self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.out = nn.Linear(hidden_dim, hidden_dim)
-        self.ffn_norm = nn.LayerNorm(hidden_dim)
+        self.ffn_norm = nn.LayerNorm(hidden_dim, eps=NORM_EPS[form])
         self.ffn = nn.Sequential(
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(),
@@ -177,7 +179,7 @@ class SequenceEncoder(nn.Module):
         num_heads: attention heads.
         dropout: dropout rate.
         block_form: ``"pre_norm"`` (the method as written) or ``"sasrec"`` (the reference code); see
-            :class:`CausalSelfAttentionBlock`.
+            :class:`CausalSelfAttentionBlock`. The final LayerNorms' eps follows the form (1e-5, or 1e-8).
         kl_regularizer: the reference code's second (logvar) stack and KL term.
         sample_latent: with the logvar stack, output ``mu + exp(logvar / 2) * eps`` in training (a VAE, as
             FedVSAN's encoder; mu at evaluation) instead of mu.
@@ -204,9 +206,9 @@ class SequenceEncoder(nn.Module):
                 CausalSelfAttentionBlock(hidden_dim, num_heads, dropout, block_form) for _ in range(num_blocks)
             )
 
-        self.blocks, self.final_norm = stack(), nn.LayerNorm(hidden_dim)  # the output (mu) stack
+        self.blocks, self.final_norm = stack(), nn.LayerNorm(hidden_dim, eps=NORM_EPS[block_form])  # the mu stack
         self.logvar_blocks = stack() if kl_regularizer else None
-        self.logvar_norm = nn.LayerNorm(hidden_dim) if kl_regularizer else None
+        self.logvar_norm = nn.LayerNorm(hidden_dim, eps=NORM_EPS[block_form]) if kl_regularizer else None
         self.last_kl: Tensor | None = None
 
     def padding_output(self) -> Tensor | None:

@@ -11,6 +11,7 @@ from lightning_fed.cli import main
 from lightning_fed.datamodules import FKCB
 from lightning_fed.datamodules.sequential.candidates import reference_negatives
 from lightning_fed.datamodules.sequential.item_graph import item_transition_graph
+from lightning_fed.errors import ConfigurationError
 from lightning_fed.models import FMoECDSR
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.gate_router import GateRouter
@@ -89,15 +90,33 @@ def test_item_embeddings_are_drawn_with_the_chosen_scale(food, init, std):
     assert abs(table[:-1].std().item() - std) < 0.05 * std
 
 
+@pytest.mark.parametrize(("eps", "expected"), [(1e-5, 1e-6 / math.sqrt(1e-5 + 1e-12)), (1e-12, 0.5**0.5)])
+def test_input_norm_eps_reaches_every_expert(food, eps, expected):
+    model = build(food, input_norm_eps=eps)
+    row = torch.tensor([1e-6, -1e-6] * 4)  # mean 0, variance 1e-12: LN gives row / sqrt(1e-12 + eps)
+    for expert in model.net.experts:
+        assert expert.input_norm.eps == eps
+        torch.testing.assert_close(expert.input_norm(row), torch.tensor([expected, -expected] * 4))
+
+
+def test_input_norm_eps_must_be_positive():
+    with pytest.raises(ConfigurationError, match="model.init_args.input_norm_eps must be positive, got 0.0"):
+        FMoECDSR(input_norm_eps=0.0)
+
+
 # 3. SASRec block form --------------------------------------------------------------------------------------------
 def dense_sasrec(encoder: SequenceEncoder, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The reference encoder written on the dense (B, T) stream: no packing, padding zeroed after each block."""
+    """The reference encoder written on the dense (B, T) stream: no packing, padding zeroed after each block.
+
+    Its LayerNorms have the reference code's eps, 1e-8.
+    """
     b, t, d = x.shape
+    eps = 1e-8
     causal = torch.ones(t, t, dtype=torch.bool).tril()
     x = x * valid[..., None]
     for block in encoder.blocks:
         w, bias = block.qkv.weight, block.qkv.bias
-        q_in = nn.functional.layer_norm(x, (d,), block.attn_norm.weight, block.attn_norm.bias)
+        q_in = nn.functional.layer_norm(x, (d,), block.attn_norm.weight, block.attn_norm.bias, eps)
         q = q_in @ w[:d].t() + bias[:d]
         k = x @ w[d : 2 * d].t() + bias[d : 2 * d]
         v = x @ w[2 * d :].t() + bias[2 * d :]
@@ -109,10 +128,11 @@ def dense_sasrec(encoder: SequenceEncoder, x: torch.Tensor, valid: torch.Tensor)
         scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(d // heads)
         attn = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1) @ split(v)
         x = q_in + attn.transpose(1, 2).reshape(b, t, d) @ block.out.weight.t() + block.out.bias
-        x = nn.functional.layer_norm(x, (d,), block.ffn_norm.weight, block.ffn_norm.bias)
+        x = nn.functional.layer_norm(x, (d,), block.ffn_norm.weight, block.ffn_norm.bias, eps)
         x = x + block.ffn(x)
         x = x * valid[..., None]
-    return nn.functional.layer_norm(x, (d,), encoder.final_norm.weight, encoder.final_norm.bias) * valid[..., None]
+    final = nn.functional.layer_norm(x, (d,), encoder.final_norm.weight, encoder.final_norm.bias, eps)
+    return final * valid[..., None]
 
 
 def test_sasrec_block_equals_the_reference_written_densely():
@@ -123,6 +143,8 @@ def test_sasrec_block_equals_the_reference_written_densely():
     valid = torch.tensor([[False, False, True, True, True], [True, True, True, True, True]])
     x = torch.randn(2, 5, 8) * valid[..., None]
     torch.testing.assert_close(encoder(x, valid), dense_sasrec(encoder, x, valid))
+    # an input of variance about 1e-8, where eps 1e-8 and PyTorch's default 1e-5 differ
+    torch.testing.assert_close(encoder(x * 1e-4, valid), dense_sasrec(encoder, x * 1e-4, valid))
     # the pre-norm form is a different function of the same weights
     pre_norm = SequenceEncoder(hidden_dim=8, num_blocks=2, num_heads=2, dropout=0.0).eval()
     pre_norm.load_state_dict(encoder.state_dict())
@@ -330,6 +352,7 @@ def test_reference_layer_sets_every_point(capsys, layers, cap, contrast):
     model = config["model"]["init_args"]
     assert model["kl_regularizer"] is True and model["anneal_cap"] == cap and model["contrastive_weight"] == contrast
     assert model["embedding_init"] == "standard_normal" and model["block_form"] == "sasrec"
+    assert model["input_norm_eps"] == 1e-12
     assert model["loss_normalization"] == "all_positions" and model["graph_form"] == "dropout_bias"
     assert model["adam_betas"] == [0.9, 0.98] and model["gate_pooling"] == "batch"
     data = config["data"]["init_args"]
