@@ -128,9 +128,9 @@ class FMoECDSR(SequentialRecommendationTask):
 
     The authors' code differs from the paper in ten places (docs/specs/fmoe-cdsr.md, "The reference code, point by
     point"); each is a flag whose default is the paper's method, and ``configs/variants/reference.yaml`` sets them
-    all: ``kl_regularizer`` (1), ``embedding_init`` (2), ``block_form`` (3), ``loss_normalization`` (4),
-    ``graph_form`` (5), ``adam_betas`` (6), ``gate_pooling`` (7); points 8-9 are the datamodule's
-    ``training_order`` and ``candidate_draws``, point 10 the Trainer's precision.
+    all: ``kl_regularizer`` (1), ``embedding_init`` and ``input_norm_eps`` (2), ``block_form`` (3, with its
+    LayerNorms' eps), ``loss_normalization`` (4), ``graph_form`` (5), ``adam_betas`` (6), ``gate_pooling`` (7);
+    points 8-9 are the datamodule's ``training_order`` and ``candidate_draws``, point 10 the Trainer's precision.
     """
 
     reconfigurable_arguments = ("ranking", "eval_experts")
