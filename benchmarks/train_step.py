@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lightning_fed.cli import expand_config_layers, read_config_file
+from lightning_fed.cli import expand_config_layers, is_inline_config, read_config_file
 from lightning_fed.datamodules import FKCB
 from lightning_fed.errors import ConfigurationError, exit_with_error
 from lightning_fed.models import FMoECDSR
@@ -52,7 +52,7 @@ def variant_settings(path: str) -> tuple[dict, dict, str | None]:
     model, data, precision = {}, {}, None
     layers = expand_config_layers(["--config", path])
     for value in layers[1::2]:  # "--config", value, "--config", value, ...
-        inline = "\n" in value  # a file's own keys after its layers, with its section files' paths resolved
+        inline = is_inline_config(value)  # a file's own keys after its layers, its section files' paths resolved
         content = yaml.safe_load(value) if inline else read_config_file(value)
         name = "an inline layer" if inline else value
         for section, kwargs in (("model", model), ("data", data)):

@@ -137,7 +137,8 @@ def _config_paths(args: list[str]) -> list[tuple[int, str]]:
     return found
 
 
-def _is_inline(value: str) -> bool:
+def is_inline_config(value: str) -> bool:
+    """Whether a ``--config`` value is YAML text (as a file's own keys after its layers), not a path."""
     return value.lstrip().startswith(("{", "[")) or "\n" in value
 
 
@@ -200,7 +201,7 @@ def expand_config_layers(args: list[str], seen: tuple[Path, ...] = ()) -> list[s
     positions = dict(_config_paths(args))
     for i, arg in enumerate(args):
         value = positions.get(i)
-        if value is None or _is_inline(value):
+        if value is None or is_inline_config(value):
             expanded.append(arg)
             continue
         content = read_config_file(value)
