@@ -11,6 +11,7 @@ local epoch per round:
     python benchmarks/round_memory.py --configs fkcb.yaml --rounds 4 -- --federation.local_epochs=1
                                                                 # FMoE-CDSR at the paper's configuration
     python benchmarks/round_memory.py -- --federation.release_memory=false   # freed heap memory kept by glibc
+    python benchmarks/round_memory.py --allocator tcmalloc      # on gperftools' tcmalloc
 """
 
 from __future__ import annotations
@@ -33,10 +34,18 @@ def main() -> None:
     parser.add_argument(
         "--configs", nargs="+", default=["fkcb_cpu.yaml", "variants/local_expert.yaml"], help="under configs/"
     )
+    parser.add_argument("--allocator", choices=["default", "tcmalloc"], default="default")
     parser.add_argument("extra", nargs="*", help="more main.py arguments (after --)")
     args = parser.parse_args()
     if args.onednn_cache is not None:  # before lightning_fed sets its default (it never overrides a user's value)
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = os.environ["LRU_CACHE_CAPACITY"] = str(args.onednn_cache)
+    from lightning_fed.errors import ConfigurationError, exit_with_error
+    from lightning_fed.memory import allocator, preload_allocator
+
+    try:
+        preload_allocator(args.allocator)
+    except ConfigurationError as error:
+        exit_with_error(f"--{error}")
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from lightning_fed.cli import main as cli_main
@@ -57,6 +66,7 @@ def main() -> None:
         json.dumps(
             {
                 "onednn_cache": os.environ.get("LRU_CACHE_CAPACITY"),
+                "allocator": allocator(),
                 "arguments": args.configs + args.extra,
                 "rss_gb": rss,
                 "growth_gb": round(rss[-1] - rss[0], 3),

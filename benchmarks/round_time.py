@@ -8,10 +8,11 @@ every client validates. Prints one final JSON line::
      "epoch_s": {client: [seconds of each local epoch]},
      "val_s": {client: seconds of its validation},
      "peak_rss_gb": the process's peak resident memory, "rss_after_round_gb": resident memory after the round,
-     "val_mrr": the round's validation Avg MRR}
+     "val_mrr": the round's validation Avg MRR, "allocator": the malloc the process ran on}
 
     python benchmarks/round_time.py                                   # the paper's FKCB round
     python benchmarks/round_time.py -- --federation.local_epochs=1    # extra main.py arguments
+    python benchmarks/round_time.py --allocator tcmalloc              # on gperftools' tcmalloc
 """
 
 from __future__ import annotations
@@ -56,12 +57,19 @@ class RoundTimer(Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "fkcb.yaml"))
+    parser.add_argument("--allocator", choices=["default", "tcmalloc"], default="default")
     parser.add_argument("extra", nargs="*", help="more main.py arguments (after --)")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from lightning_fed.cli import main as cli_main
-    from lightning_fed.memory import peak_memory_gb
+    from lightning_fed.errors import ConfigurationError, exit_with_error
+    from lightning_fed.memory import allocator, peak_memory_gb, preload_allocator
+
+    try:
+        preload_allocator(args.allocator)
+    except ConfigurationError as error:
+        exit_with_error(f"--{error}")
 
     with tempfile.TemporaryDirectory() as run_dir:
         cli_main(
@@ -84,6 +92,7 @@ def main() -> None:
                 "peak_rss_gb": round(peak_memory_gb(), 3),
                 "rss_after_round_gb": round(history[0]["resident_memory_gb"], 3),
                 "val_mrr": round(history[0]["Avg"]["MRR"], 5),
+                "allocator": allocator(),
             }
         )
     )

@@ -3,13 +3,14 @@
 Client Food of FKCB, d = 256, batch 256, all four experts, full softmax over all items (no sampled softmax).
 Prints one final JSON line: {"train_step_s": median seconds of one training step (forward, backward, Adam
 step), "eval_s": median seconds to evaluate Food's validation set (1307 sequences x 1000 candidates),
-"peak_rss_gb": the process's peak resident memory}.
+"peak_rss_gb": the process's peak resident memory, "allocator": the malloc the process ran on}.
 
     python benchmarks/train_step.py                      # bf16 autocast (the default on this CPU)
     python benchmarks/train_step.py --precision 32       # fp32
     python benchmarks/train_step.py --backward joint     # all experts in one backward pass (more memory)
     python benchmarks/train_step.py --fusion-logits recompute   # L_fuse recomputes the logits (less memory)
     python benchmarks/train_step.py --variant configs/variants/reference.yaml   # the reference code's behaviour
+    python benchmarks/train_step.py --allocator tcmalloc   # on gperftools' tcmalloc (libtcmalloc-minimal4)
 
 ``--variant`` applies a config layer's ``model.init_args``, ``data.init_args`` and ``trainer.precision``, with
 the layers it lists under ``config:`` first (as ``main.py`` reads them; later layers override earlier ones).
@@ -31,6 +32,7 @@ import yaml
 from lightning_fed.cli import expand_config_layers, is_inline_config, read_config_file
 from lightning_fed.datamodules import FKCB
 from lightning_fed.errors import ConfigurationError, exit_with_error
+from lightning_fed.memory import allocator, preload_allocator
 from lightning_fed.models import FMoECDSR
 
 PRECISIONS = {"32": "32", "32-true": "32", "bf16": "bf16", "bf16-mixed": "bf16"}  # what this benchmark runs
@@ -87,7 +89,12 @@ def main() -> None:
     parser.add_argument("--fusion-logits", choices=["keep", "recompute"], default="keep")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--variant", default=None, help="a config layer (model, data and trainer.precision)")
+    parser.add_argument("--allocator", choices=["default", "tcmalloc"], default="default")
     args = parser.parse_args()
+    try:
+        preload_allocator(args.allocator)
+    except ConfigurationError as error:
+        exit_with_error(f"--{error}")
     model_kwargs, data_kwargs = {}, {}
     if args.variant:
         try:
@@ -140,6 +147,7 @@ def main() -> None:
         "train_step_s": round(statistics.median(times), 3),
         "eval_s": round(eval_s, 3),
         "peak_rss_gb": round(peak_rss_gb, 3),
+        "allocator": allocator(),
     }
     print(json.dumps(result))
 

@@ -136,8 +136,9 @@ class Federation:
                 own machine), the same clients, strategies and round loop (``pip install 'lightning-fed[flower]'``).
             flower: where and how to run under Flower (``runtime: flower``).
             release_memory: after each client's training and each evaluation, return the heap memory its Trainer
-                freed to the system (glibc's ``malloc_trim``; no effect under another C library). Without it, glibc
-                keeps every client's freed step buffers resident for reuse. Set it false together with the
+                freed to the system (glibc's ``malloc_trim``, or tcmalloc's ``ReleaseFreeMemory`` when it is
+                preloaded; no effect under another allocator). Without it, the allocator keeps every client's
+                freed step buffers resident for reuse. Set it false together with the
                 ``MALLOC_MMAP_MAX_``/``MALLOC_TRIM_THRESHOLD_`` tunables, whose point is to keep them.
         """
         check_integer("federation.rounds", rounds)
