@@ -74,6 +74,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
+@functools.cache  # fixed when the process starts (a malloc loaded later does not replace it)
 def allocator() -> Literal["tcmalloc", "jemalloc", "glibc", "other"]:
     """The malloc this process runs on: a preloaded tcmalloc or jemalloc, else the C library's (glibc or other)."""
     process = ctypes.CDLL(None)  # the global symbols: a preloaded allocator's come first
