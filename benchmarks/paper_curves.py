@@ -2,7 +2,8 @@
 
 For each run directory (``--trainer.default_root_dir`` of ``python main.py fit``), reads every round's validation
 from its CSV log (``csv/version_*/metrics.csv``; a resumed run's later versions continue it) and, once the run has
-finished, the best round's test from ``results.json``. Prints markdown tables in %: validation Avg MRR per round
+finished, the best round's test from ``results.json``. Prints markdown tables in %: a summary (one row per run: its
+rounds, its best validation round and Avg MRR, and the Avg test metrics at that round), validation Avg MRR per round
 (one column per run), validation MRR per round and domain for each run, and each finished run's test table at its
 best round. With ``--png`` it draws validation Avg MRR per round, one line per run.
 
@@ -83,6 +84,25 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def summary_row(label: str, curve: dict[int, dict[str, float]], results: dict | None) -> list[str]:
+    """One run's summary: rounds, best validation round and its Avg MRR, and the Avg test metrics at that round.
+
+    A finished run's best round is its own (``results.json``: the round the federation tested); an unfinished run's
+    is the round with the highest validation Avg MRR so far (the earliest of equals), marked "so far".
+    """
+    if not curve:
+        return [label, "0", "-", "-", *("-" for _ in TEST_COLUMNS)]
+    if results is not None:
+        best, rounds = int(results["best_round"]), str(results["rounds_run"])
+        test = results["test"].get("Avg", {})
+        tested = [percent(test.get(metric)) for metric in TEST_COLUMNS]
+        best_label = str(best)
+    else:
+        best = max(curve, key=lambda r: (curve[r].get("Avg", float("-inf")), -r))
+        rounds, tested, best_label = str(len(curve)), ["-" for _ in TEST_COLUMNS], f"{best} (so far)"
+    return [label, rounds, best_label, percent(curve.get(best, {}).get("Avg")), *tested]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -121,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             saved = record(label, curves[label], finished[label], sources[label])
             (args.save / f"{slug(label)}.json").write_text(json.dumps(saved, indent=1) + "\n")
 
+    print("Summary (%): best validation round and the Avg test metrics there\n")
+    header = ["Run", "Rounds", "Best round", "Validation Avg MRR", *(f"Test Avg {metric}" for metric in TEST_COLUMNS)]
+    print(markdown(header, [summary_row(label, curves[label], finished[label]) for label in runs]) + "\n")
     last = max((max(c) for c in curves.values() if c), default=0)
     print("Validation Avg MRR (%) per round\n")
     rows = [[str(r), *(percent(curves[label].get(r, {}).get("Avg")) for label in runs)] for r in range(1, last + 1)]

@@ -26,6 +26,13 @@ def test_curves_and_tables_repeat_the_runs_results(saved_run, tmp_path, capsys):
         assert f"| {row['round']} | {100 * row['Avg']['MRR']:.2f} |" in out
     test_mrr = " | ".join(f"{100 * results['test'][c]['MRR']:.2f}" for c in results["test"])
     assert f"| MRR | {test_mrr} |" in out
+    best = results["best_round"]
+    summary = (
+        f"| Tiny | {results['rounds_run']} | {best} | {100 * by_round[best]['Avg']:.2f} | "
+        + " | ".join(f"{100 * results['test']['Avg'][metric]:.2f}" for metric in ("MRR", "HR@10", "NDCG@10"))
+        + " |"
+    )
+    assert summary in out.split("Validation Avg MRR (%) per round")[0]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -77,3 +84,12 @@ def test_a_malformed_record_is_a_one_line_error(tmp_path, capsys):
     assert _script().main([f"X={tmp_path / 'bad.json'}"]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "bad.json: not a run record" in err
+
+
+def test_an_unfinished_runs_summary_is_its_best_round_so_far_without_a_test(tmp_path, capsys):
+    curves = _script()
+    # rounds 2 and 4 tie at the best Avg: the earlier one is the best round (early stopping counts from it)
+    partial = {1: {"Avg": 0.1}, 2: {"Avg": 0.3}, 3: {"Avg": 0.2}, 4: {"Avg": 0.3}}
+    (tmp_path / "partial.json").write_text(json.dumps(curves.record("Partial", partial, None, ["a run still going"])))
+    assert curves.main([f"Partial={tmp_path / 'partial.json'}"]) == 0
+    assert "| Partial | 4 | 2 (so far) | 30.00 | - | - | - |" in capsys.readouterr().out
