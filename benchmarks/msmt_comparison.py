@@ -2,6 +2,7 @@
 
     python benchmarks/msmt_comparison.py                                   # configs/msmt_synthetic.yaml
     python benchmarks/msmt_comparison.py --config configs/aliexpress.yaml  # the real data, when you have it
+    python benchmarks/msmt_comparison.py --only centralized_mmoe,pf_msmtrec # some of the rows
 
 Each run is ``python main.py fit --config <config> --config configs/variants/msmt/<variant>.yaml`` in its own
 run directory (``runs/msmt_comparison/<variant>``); the table is printed at the end and written as JSON. A
@@ -23,6 +24,9 @@ sys.path.insert(0, str(ROOT))
 from lightning_fed.cli import main  # noqa: E402
 
 RUNS = [
+    ("Centralized Shared-Bottom", "centralized_shared_bottom"),
+    ("Centralized MMoE", "centralized_mmoe"),
+    ("Centralized PLE", "centralized_ple"),
     ("Local-only MMoE", "local_mmoe"),
     ("FedAvg-MMoE", "fedavg_mmoe"),
     ("FedProx-MMoE", "fedprox_mmoe"),
@@ -58,14 +62,25 @@ def main_cli() -> None:  # noqa: D103
     parser.add_argument("--config", default=str(ROOT / "configs" / "msmt_synthetic.yaml"))
     parser.add_argument("--out", default="runs/msmt_comparison")
     parser.add_argument("--rerun", action="store_true", help="train every variant again, replacing its run")
+    parser.add_argument("--only", help="comma-separated variants (names in configs/variants/msmt/, or pf_msmtrec)")
     args = parser.parse_args()
+    runs = RUNS
+    if args.only:
+        wanted = args.only.split(",")
+        known = {variant or "pf_msmtrec" for _, variant in RUNS}
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            print(f"error: --only: unknown variant(s) {unknown}; known: {sorted(known)}", file=sys.stderr)
+            sys.exit(2)
+        runs = [(label, variant) for label, variant in RUNS if (variant or "pf_msmtrec") in wanted]
     out = Path(args.out)
     rows = []
-    for label, variant in RUNS:
+    for label, variant in runs:
         started = time.time()
         results = run(args.config, variant, out, args.rerun)
         avg = results["test"]["Avg"]
-        tasks = sorted(k.removeprefix("AUC_") for k in avg if k.startswith("AUC_"))
+        # the mean over scenarios per task (a pooled client also reports each scenario's, as AUC_<task>@<scenario>)
+        tasks = sorted(k.removeprefix("AUC_") for k in avg if k.startswith("AUC_") and "@" not in k)
         rows.append({"method": label, **{t: avg[f"AUC_{t}"] for t in tasks}, "best_round": results["best_round"],
                      "seconds": round(time.time() - started, 1)})  # fmt: skip
     tasks = [k for k in rows[0] if k not in ("method", "best_round", "seconds")]

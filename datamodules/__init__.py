@@ -6,6 +6,7 @@ scenario builder is ``python -m lightning_fed.datamodules.builder``.
 
 from lightning_fed.datamodules.base import ClientDataModule, ScenarioDataModule
 from lightning_fed.datamodules.multitask import (
+    POOLED_CLIENT,
     AliExpress,
     MultiScenarioMultiTask,
     MultiTaskDataModule,
@@ -26,6 +27,7 @@ __all__ = [
     "FKCB",
     "IGNORE_TARGET",
     "MBG",
+    "POOLED_CLIENT",
     "SGH",
     "AliExpress",
     "ClientDataModule",

@@ -90,7 +90,8 @@ class AliExpress(MultiScenarioMultiTask):
 
     Validation rows are carved from each country's train.csv (``val_fraction``, ``split_seed``); test.csv is
     the test split. Each country keeps its own embedding vocabulary: a field's size is the largest id seen in
-    that country's train and test files plus one (as in MTReclib).
+    that country's train and test files plus one (as in MTReclib). Pooled (``centralized=True``), the ids are
+    taken as the files write them, in one vocabulary per field: the countries' files must share one id space.
     """
 
     task_names = ["ctr", "ctcvr"]
@@ -108,8 +109,8 @@ class AliExpress(MultiScenarioMultiTask):
         self._check_files(self.scenarios)
 
     def prepare_client_data(self, name: str) -> None:
-        """Check only country ``name``'s files (what that country's own machine holds)."""
-        self._check_files([name])
+        """Check only country ``name``'s files (what that country's own machine holds); every file when pooled."""
+        self._check_files(self.scenarios_of(name))
 
     def _check_files(self, countries: list[str]) -> None:
         missing = [

@@ -40,10 +40,12 @@ class MultiTaskDataModule(ClientDataModule):
     0/1 column per task in ``task_names``.
 
     Attributes:
-        client: the scenario's name (the client holds one scenario).
+        client: the scenario's name (the client holds one scenario), or ``"pooled"`` for a centralized dataset.
         vocab_sizes: number of ids of each categorical field (ids are 0..size-1).
         num_numerical: P.
         task_names: the tasks, in label-column order.
+        scenario_names: the scenarios of a pooled client, whose last categorical field is the row's scenario
+            index into this list (models report their metrics per scenario); None for a one-scenario client.
     """
 
     drop_single_row_batch = True
@@ -57,6 +59,7 @@ class MultiTaskDataModule(ClientDataModule):
         batch_size: int = 2048,
         eval_batch_size: int = 8192,
         num_workers: int = 0,
+        scenario_names: list[str] | None = None,
     ) -> None:
         """Wrap already-loaded splits (``train``, ``valid``, ``test``)."""
         super().__init__(client, batch_size, eval_batch_size, num_workers)
@@ -67,6 +70,7 @@ class MultiTaskDataModule(ClientDataModule):
         self.vocab_sizes = list(vocab_sizes)
         self.num_numerical = splits["train"].numerical.shape[1]
         self.task_names = list(task_names)
+        self.scenario_names = None if scenario_names is None else list(scenario_names)
 
     def setup(self, stage: str | None = None) -> None:
         """Wrap the splits (loaded by the scenario) as datasets."""

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from lightning_fed.datamodules.base import random_row_split
-from lightning_fed.datamodules.multitask.multi_scenario import MultiScenarioMultiTask
+from lightning_fed.datamodules.multitask.multi_scenario import MultiScenarioMultiTask, pool_tables
 from lightning_fed.datamodules.multitask.multitask_datamodule import MultiTaskTable
 from lightning_fed.errors import ConfigurationError, DataFormatError, MissingDataError
 from lightning_fed.text_files import read_utf8
@@ -103,8 +103,8 @@ class Tenrec(MultiScenarioMultiTask):
         self._check_files(self.scenarios)
 
     def prepare_client_data(self, name: str) -> None:
-        """Check only scenario ``name``'s file (what that scenario's own machine holds)."""
-        self._check_files([name])
+        """Check only scenario ``name``'s file (what that scenario's own machine holds); every file when pooled."""
+        self._check_files(self.scenarios_of(name))
 
     def _check_files(self, scenarios: list[str]) -> None:
         missing = [str(self._path(s)) for s in scenarios if not self._path(s).is_file()]
@@ -118,13 +118,35 @@ class Tenrec(MultiScenarioMultiTask):
 
     def load_scenario(self, name: str, index: int) -> tuple[dict[str, MultiTaskTable], list[int]]:  # noqa: D102
         raw, labels, _ = read_tenrec_csv(self._path(name))
-        columns, vocab = [], []
-        for field in range(raw.shape[1]):
-            uniques, inverse = np.unique(raw[:, field].astype(str), return_inverse=True)
-            columns.append(inverse.astype(np.int64))
-            vocab.append(len(uniques))
+        vocabularies = [np.unique(raw[:, field].astype(str)) for field in range(raw.shape[1])]
+        return self._split(raw, labels, index, vocabularies), [len(v) for v in vocabularies]
+
+    def pooled_scenarios(self) -> tuple[dict[str, MultiTaskTable], list[int]]:
+        """The scenarios pooled, with ids encoded jointly: one raw id is one id in every scenario.
+
+        Each scenario encodes its ids on its own (:meth:`load_scenario`), so scenario-local ids of different
+        users would collide in a pooled table: here every field's vocabulary is the union of the scenarios' raw
+        values. The rows of each split are the scenario's own split (the same seeds).
+        """
+        files = [read_tenrec_csv(self._path(name)) for name in self.scenarios]
+        fields = {raw.shape[1] for raw, _, _ in files}
+        if len(fields) != 1:
+            raise DataFormatError(f"Tenrec: the scenarios' files hold different feature columns: {self.scenarios}")
+        vocabularies = [
+            np.unique(np.concatenate([raw[:, field].astype(str) for raw, _, _ in files]))
+            for field in range(fields.pop())
+        ]
+        splits = [self._split(raw, labels, index, vocabularies) for index, (raw, labels, _) in enumerate(files)]
+        pooled, _ = pool_tables(self.scenarios, splits, [[len(v) for v in vocabularies]] * len(files))
+        return pooled, [*(len(v) for v in vocabularies), len(self.scenarios)]
+
+    def _split(
+        self, raw: np.ndarray, labels: np.ndarray, index: int, vocabularies: list[np.ndarray]
+    ) -> dict[str, MultiTaskTable]:
+        """Encode the raw ids by ``vocabularies`` (sorted unique values per field) and cut the scenario's splits."""
+        columns = [np.searchsorted(vocab, raw[:, field].astype(str)) for field, vocab in enumerate(vocabularies)]
         table = MultiTaskTable(
-            categorical=torch.from_numpy(np.stack(columns, axis=1)),
+            categorical=torch.from_numpy(np.stack(columns, axis=1).astype(np.int64)),
             numerical=torch.zeros(len(labels), 0),
             labels=torch.from_numpy(labels),
         )
@@ -132,4 +154,4 @@ class Tenrec(MultiScenarioMultiTask):
         parts = random_row_split(
             len(table), [("test", n_test), ("valid", n_valid), ("train", None)], self.split_seed + index
         )
-        return {split: table.subset(parts[split]) for split in ("train", "valid", "test")}, vocab
+        return {split: table.subset(parts[split]) for split in ("train", "valid", "test")}

@@ -29,6 +29,11 @@ class MultiTaskRecommendationTask(FederatedTask):
     Logged: ``val/AUC_<task>`` (torchmetrics ``BinaryAUROC``), ``val/logloss_<task>``, and their means over tasks
     ``val/AUC`` and ``val/logloss`` (same for ``test/``).
 
+    A pooled client (a centralized dataset: the datamodule's ``scenario_names``, the scenario index in the last
+    categorical field) is scored per scenario, as a federation of those scenarios is: ``AUC_<task>@<scenario>``
+    and ``logloss_<task>@<scenario>`` are each scenario's rows alone, and ``AUC_<task>`` / ``logloss_<task>`` are
+    their means over the scenarios (a federation's ``Avg``), not the AUC of the pooled rows.
+
     Args:
         embedding_dim: width of each feature embedding (16 in the spec, docs/specs/pf-msmtrec.md).
         lr: Adam learning rate.
@@ -57,6 +62,7 @@ class MultiTaskRecommendationTask(FederatedTask):
         self.proximal_weight = proximal_weight
         self.net: nn.Module | None = None
         self.task_names: list[str] = []
+        self.scenario_names: list[str] | None = None
         self.received: dict[str, Tensor] = {}
 
     # Template hooks -----------------------------------------------------------------------------------------
@@ -64,13 +70,17 @@ class MultiTaskRecommendationTask(FederatedTask):
         """What every net's constructor starts with: vocab sizes, numerical width, number of tasks, embedding width."""
         return list(datamodule.vocab_sizes), datamodule.num_numerical, len(datamodule.task_names), self.embedding_dim
 
+    def _scored_groups(self) -> list[str]:
+        """Suffixes of the accumulated metrics: ``""`` for a one-scenario client, ``"@<scenario>"`` when pooled."""
+        return [""] if self.scenario_names is None else [f"@{name}" for name in self.scenario_names]
+
     def configure_metrics(self) -> None:
-        """AUC and logloss per task, for validation and test."""
+        """AUC and logloss per task (per task and scenario for a pooled client), for validation and test."""
         self.metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(
-                    {f"AUC_{t}": BinaryAUROC() for t in self.task_names}
-                    | {f"logloss_{t}": MeanMetric() for t in self.task_names}
+                    {f"AUC_{t}{g}": BinaryAUROC() for t in self.task_names for g in self._scored_groups()}
+                    | {f"logloss_{t}{g}": MeanMetric() for t in self.task_names for g in self._scored_groups()}
                 )
                 for stage in ("val", "test")
             }
@@ -80,7 +90,8 @@ class MultiTaskRecommendationTask(FederatedTask):
     def validation_metrics(self) -> tuple[str, ...]:
         """The names this model logs under ``val/`` (what a federation may monitor); known once built."""
         per_task = [f"{m}_{t}" for t in self.task_names for m in ("AUC", "logloss")]
-        return ("AUC", "logloss", *per_task)
+        per_scenario = [] if self.scenario_names is None else list(self.metrics["val"])
+        return ("AUC", "logloss", *per_task, *per_scenario)
 
     def metric_is_fraction(self, name: str) -> bool:
         """AUCs are fractions; loglosses are not."""
@@ -129,6 +140,8 @@ class MultiTaskRecommendationTask(FederatedTask):
         """Keep the client's task names, then build the net and metrics (once)."""
         if not self._built:
             self.task_names = list(datamodule.task_names)
+            names = getattr(datamodule, "scenario_names", None)
+            self.scenario_names = None if names is None else list(names)
         super().build(datamodule)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:  # noqa: D102
@@ -156,9 +169,15 @@ class MultiTaskRecommendationTask(FederatedTask):
             logits = self(categorical, numerical).float()
         losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         metrics = self.metrics[stage]
-        for t, task in enumerate(self.task_names):
-            metrics[f"AUC_{task}"].update(torch.sigmoid(logits[:, t]), labels[:, t].long())
-            metrics[f"logloss_{task}"].update(losses[:, t])
+        if self.scenario_names is None:
+            groups = [("", slice(None))]
+        else:  # a pooled client: each scenario's rows on their own
+            scenario = categorical[:, -1]
+            groups = [(f"@{self.scenario_names[s]}", scenario == s) for s in scenario.unique().tolist()]
+        for suffix, rows in groups:
+            for t, task in enumerate(self.task_names):
+                metrics[f"AUC_{task}{suffix}"].update(torch.sigmoid(logits[rows, t]), labels[rows, t].long())
+                metrics[f"logloss_{task}{suffix}"].update(losses[rows, t])
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:  # noqa: D102
         self._eval_step(batch, "val")
@@ -167,11 +186,20 @@ class MultiTaskRecommendationTask(FederatedTask):
         self._eval_step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        values = {name: metric.compute().float() for name, metric in self.metrics[stage].items()}
+        accumulated = {name: metric.compute().float() for name, metric in self.metrics[stage].items()}
         for metric in self.metrics[stage].values():
             metric.reset()
+        groups = self._scored_groups()
+        # per task (for a pooled client: the mean over the scenarios, a federation's Avg), then over the tasks
+        values = {
+            f"{m}_{t}": torch.stack([accumulated[f"{m}_{t}{g}"] for g in groups]).mean()
+            for m in ("AUC", "logloss")
+            for t in self.task_names
+        }
         values["AUC"] = torch.stack([values[f"AUC_{t}"] for t in self.task_names]).mean()
         values["logloss"] = torch.stack([values[f"logloss_{t}"] for t in self.task_names]).mean()
+        if self.scenario_names is not None:
+            values |= accumulated
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_fed.cli import main
-from lightning_fed.datamodules import AliExpress, Tenrec
+from lightning_fed.datamodules import POOLED_CLIENT, AliExpress, SyntheticMSMT, Tenrec
 from lightning_fed.datamodules.multitask.aliexpress import read_aliexpress_csv
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -125,6 +125,37 @@ def test_tenrec_bad_rows_and_missing_data(tmp_path):
         Tenrec(root=str(tmp_path / "none")).prepare_data()
 
 
+TENREC_OTHER = """user_id,item_id,click,follow,like,share,video_category,watching_times,gender,age
+10,600,1,0,0,0,3,1,1,4
+99,500,0,0,0,0,2,0,2,6
+98,601,1,0,1,0,1,2,1,2
+10,500,0,0,0,0,3,0,1,4
+97,602,1,0,0,0,4,1,2,3
+"""
+
+
+def test_tenrec_pools_scenarios_with_one_id_per_raw_value_and_their_own_splits(tmp_path):
+    (tmp_path / "QK-video.csv").write_text(TENREC_CSV)
+    (tmp_path / "QB-video.csv").write_text(TENREC_OTHER)
+    kwargs = dict(scenarios=["QK-video", "QB-video"], root=str(tmp_path), val_fraction=0.2, test_fraction=0.2)
+    apart = Tenrec(**kwargs).client_datamodules()
+    data = Tenrec(**kwargs, centralized=True)
+    assert data.client_names == [POOLED_CLIENT]
+    pooled = data.client_datamodules()[POOLED_CLIENT]
+    assert pooled.scenario_names == ["QK-video", "QB-video"]
+    # user_id: 10..17 and 97, 98, 99; item_id: 500..503 and 600..602; gender 0..2; age 1..6; category 1..4
+    assert pooled.vocab_sizes == [11, 7, 3, 6, 4, 2]
+    for split in ("train", "valid", "test"):
+        table, sizes = pooled.splits[split], [len(apart[s].splits[split]) for s in ("QK-video", "QB-video")]
+        assert table.categorical[:, -1].tolist() == [0] * sizes[0] + [1] * sizes[1]
+        assert torch.equal(table.labels, torch.cat([apart[s].splits[split].labels for s in ("QK-video", "QB-video")]))
+    rows = torch.cat([pooled.splits[s].categorical for s in ("train", "valid", "test")])
+    users = {tuple(r) for r in rows[:, [0, 1]].tolist()}  # (user, item) pairs, jointly encoded
+    # user "10" with item "500" is in both files: one id pair, seen once per file
+    ten_500 = [r for r in rows.tolist() if r[:2] == [0, 0]]
+    assert sorted(r[-1] for r in ten_500) == [0, 1] and len(users) == 14
+
+
 # --- two-round federations through main([...]) --------------------------------------------------------------
 
 SMALL = [
@@ -152,7 +183,7 @@ def test_two_rounds_on_synthetic_data(tmp_path, variant):
 
 
 @pytest.mark.parametrize("model", ["lightning_fed.models.SharedBottom", "lightning_fed.models.PLE"])
-def test_centralized_baselines_train_locally(tmp_path, model):
+def test_shared_bottom_and_ple_also_train_locally_per_scenario(tmp_path, model):
     main(
         [
             "fit", f"--config={ROOT / 'configs' / 'msmt_synthetic.yaml'}",
@@ -162,6 +193,48 @@ def test_centralized_baselines_train_locally(tmp_path, model):
         ]
     )  # fmt: skip
     assert json.loads((tmp_path / "results.json").read_text())["test"]["Avg"]["AUC"] > 0.5
+
+
+def test_pooled_splits_are_the_union_of_the_scenarios_own_splits():
+    apart = SyntheticMSMT(rows=[300, 200], seed=3).client_datamodules()
+    data = SyntheticMSMT(rows=[300, 200], seed=3, centralized=True)
+    pooled = data.client_datamodules()[POOLED_CLIENT]
+    assert list(data.client_datamodules()) == [POOLED_CLIENT] and pooled.scenario_names == ["S0", "S1"]
+    assert pooled.vocab_sizes == [100, 100, 100, 100, 2]  # four fields of 100 ids, then the scenario
+    for split in ("train", "valid", "test"):
+        table, parts = pooled.splits[split], [apart[s].splits[split] for s in ("S0", "S1")]
+        assert torch.equal(table.categorical[:, :-1], torch.cat([p.categorical for p in parts]))
+        assert table.categorical[:, -1].tolist() == [0] * len(parts[0]) + [1] * len(parts[1])
+        assert torch.equal(table.numerical, torch.cat([p.numerical for p in parts]))
+        assert torch.equal(table.labels, torch.cat([p.labels for p in parts]))
+
+
+def test_pooled_aliexpress_checks_every_countrys_files_and_takes_the_largest_vocabulary(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"(?s)AliExpress_NL/.*AliExpress_US/"):
+        AliExpress(root=str(tmp_path), centralized=True).client_datamodule(POOLED_CLIENT)
+    apart = AliExpress(root=str(FIXTURE), scenarios=["A", "B"]).client_datamodules()
+    pooled = AliExpress(root=str(FIXTURE), scenarios=["A", "B"], centralized=True).client_datamodules()[POOLED_CLIENT]
+    largest = [max(a, b) for a, b in zip(apart["A"].vocab_sizes, apart["B"].vocab_sizes)]
+    assert pooled.vocab_sizes == [*largest, 2] and len(pooled.splits["test"]) == 20  # 10 test rows per copy
+
+
+@pytest.mark.parametrize("model", ["mmoe", "shared_bottom", "ple"])
+def test_centralized_baselines_train_one_pooled_client_and_score_each_scenario(tmp_path, model):
+    main(
+        [
+            "fit", f"--config={ROOT / 'configs' / 'msmt_synthetic.yaml'}",
+            f"--config={ROOT / 'configs' / 'variants' / 'msmt' / f'centralized_{model}.yaml'}",
+            "--data.init_args.rows=[1500, 800]", "--federation.rounds=2", f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["clients"] == [POOLED_CLIENT] and results["rounds_run"] == 2
+    test = results["test"][POOLED_CLIENT]
+    for task in ("task1", "task2"):
+        for metric in ("AUC", "logloss"):
+            per_scenario = [test[f"{metric}_{task}@{s}"] for s in ("S0", "S1")]
+            assert test[f"{metric}_{task}"] == pytest.approx(sum(per_scenario) / 2)
+    assert test["AUC"] > 0.5 and results["test"]["Avg"]["AUC"] == test["AUC"]
 
 
 def test_two_rounds_of_pf_msmtrec_on_the_aliexpress_sample(tmp_path):

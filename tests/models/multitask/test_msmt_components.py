@@ -262,3 +262,40 @@ def test_a_personalized_mix_overrides_the_aggregate_whatever_the_payload_order()
     assert all(torch.equal(v, torch.zeros_like(v)) for k, v in loaded.items() if k != personal_key)
     with pytest.raises(ValueError, match=r"not \['S1'\]"):
         module.load_shared_state({"S1": aggregate})
+
+
+# --- a pooled (centralized) client is scored per scenario ---------------------------------------------------
+
+
+def test_a_pooled_client_is_scored_per_scenario_then_averaged_not_over_the_pooled_rows():
+    from lightning_fed.datamodules.multitask.multitask_datamodule import MultiTaskDataModule, MultiTaskTable
+
+    # S0: both positives above both negatives (AUC 1); S1: the positive below the negative (AUC 0). The mean over
+    # the scenarios is 0.5; the AUC of the six pooled rows would be 5/9 (pairs across scenarios count there).
+    scenario = torch.tensor([0, 0, 0, 0, 1, 1])
+    labels = torch.tensor([[1.0], [1.0], [0.0], [0.0], [0.0], [1.0]])
+    scores = torch.tensor([0.9, 0.8, 0.1, 0.2, 0.9, 0.1])
+    table = MultiTaskTable(torch.stack([torch.zeros(6, dtype=torch.long), scenario], 1), torch.zeros(6, 1), labels)
+    dm = MultiTaskDataModule(
+        "pooled", {s: table for s in ("train", "valid", "test")}, [1, 2], ["click"], scenario_names=["S0", "S1"]
+    )
+    module = MMoE(num_experts=1, expert_dims=[2], tower_dims=[2])
+    module.build(dm)
+    logits = torch.logit(scores)[:, None]
+    module.forward = lambda categorical, numerical: logits[: len(categorical)]
+    logged = {}
+    module.log_dict = lambda values: logged.update({k: float(v) for k, v in values.items()})
+    module._eval_step((table.categorical, table.numerical, labels), "val")
+    module._log_epoch("val")
+
+    def bce(p, y):
+        return -math.log(p) if y else -math.log(1 - p)
+
+    s0 = sum(bce(p, y) for p, y in zip([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0])) / 4
+    s1 = sum(bce(p, y) for p, y in zip([0.9, 0.1], [0, 1])) / 2
+    assert logged["val/AUC_click@S0"] == 1.0 and logged["val/AUC_click@S1"] == 0.0
+    assert logged["val/AUC_click"] == logged["val/AUC"] == 0.5
+    assert logged["val/logloss_click@S0"] == pytest.approx(s0, rel=1e-5)
+    assert logged["val/logloss_click@S1"] == pytest.approx(s1, rel=1e-5)
+    assert logged["val/logloss"] == pytest.approx((s0 + s1) / 2, rel=1e-5)
+    assert set(module.validation_metrics) == {k.removeprefix("val/") for k in logged}
