@@ -58,8 +58,6 @@ class MultiScenarioMultiTask(ScenarioDataModule):
                 per scenario and their mean over scenarios, as a federation does.
         """
         super().__init__(scenarios, "data.init_args.scenarios")
-        if centralized and POOLED_CLIENT in scenarios:
-            raise ConfigurationError(f"data.init_args.scenarios: {POOLED_CLIENT!r} names the centralized client")
         if not 0.0 < val_fraction < 1.0:
             raise ConfigurationError(f"data.init_args.val_fraction must be in (0, 1), got {val_fraction}")
         self.check_loader_arguments(batch_size, eval_batch_size, num_workers)

@@ -209,6 +209,18 @@ def test_pooled_splits_are_the_union_of_the_scenarios_own_splits():
         assert torch.equal(table.labels, torch.cat([p.labels for p in parts]))
 
 
+def test_scenarios_with_different_fields_cannot_be_pooled():
+    from lightning_fed.datamodules.multitask.multi_scenario import pool_tables
+    from lightning_fed.datamodules.multitask.multitask_datamodule import MultiTaskTable
+
+    def splits(fields):
+        table = MultiTaskTable(torch.zeros(2, fields, dtype=torch.long), torch.zeros(2, 3), torch.zeros(2, 1))
+        return {s: table for s in ("train", "valid", "test")}
+
+    with pytest.raises(ValueError, match=r"their fields differ \(A: 2 categorical / 3 numerical, B: 4 categorical"):
+        pool_tables(["A", "B"], [splits(2), splits(4)], [[5, 5], [5, 5, 5, 5]])
+
+
 def test_pooled_aliexpress_checks_every_countrys_files_and_takes_the_largest_vocabulary(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"(?s)AliExpress_NL/.*AliExpress_US/"):
         AliExpress(root=str(tmp_path), centralized=True).client_datamodule(POOLED_CLIENT)
