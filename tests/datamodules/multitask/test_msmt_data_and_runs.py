@@ -125,13 +125,12 @@ def test_tenrec_bad_rows_and_missing_data(tmp_path):
         Tenrec(root=str(tmp_path / "none")).prepare_data()
 
 
-TENREC_OTHER = """user_id,item_id,click,follow,like,share,video_category,watching_times,gender,age
-10,600,1,0,0,0,3,1,1,4
-99,500,0,0,0,0,2,0,2,6
-98,601,1,0,1,0,1,2,1,2
-10,500,0,0,0,0,3,0,1,4
-97,602,1,0,0,0,4,1,2,3
-"""
+# a second scenario: user 10 and items 500 again, new users 97-99 and items 600-602 (one row per line, header first)
+TENREC_OTHER = TENREC_CSV.splitlines()[0] + "\n" + "".join(
+    f"{row}\n"
+    for row in ("10,600,1,0,0,0,3,1,1,4", "99,500,0,0,0,0,2,0,2,6", "98,601,1,0,1,0,1,2,1,2", "10,500,0,0,0,0,3,0,1,4",
+                "97,602,1,0,0,0,4,1,2,3")
+)  # fmt: skip
 
 
 def test_tenrec_pools_scenarios_with_one_id_per_raw_value_and_their_own_splits(tmp_path):
