@@ -137,8 +137,7 @@ class Tenrec(MultiScenarioMultiTask):
             for field in range(fields.pop())
         ]
         splits = [self._split(raw, labels, index, vocabularies) for index, (raw, labels, _) in enumerate(files)]
-        pooled, _ = pool_tables(self.scenarios, splits, [[len(v) for v in vocabularies]] * len(files))
-        return pooled, [*(len(v) for v in vocabularies), len(self.scenarios)]
+        return pool_tables(self.scenarios, splits, [[len(v) for v in vocabularies]] * len(files))
 
     def _split(
         self, raw: np.ndarray, labels: np.ndarray, index: int, vocabularies: list[np.ndarray]
