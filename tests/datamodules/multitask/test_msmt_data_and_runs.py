@@ -10,6 +10,8 @@ import torch
 from lightning_fed.cli import main
 from lightning_fed.datamodules import POOLED_CLIENT, AliExpress, SyntheticMSMT, Tenrec
 from lightning_fed.datamodules.multitask.aliexpress import read_aliexpress_csv
+from lightning_fed.datamodules.multitask.multi_scenario import pool_tables
+from lightning_fed.datamodules.multitask.multitask_datamodule import MultiTaskTable
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "tests" / "fixtures" / "aliexpress"
@@ -209,9 +211,6 @@ def test_pooled_splits_are_the_union_of_the_scenarios_own_splits():
 
 
 def test_scenarios_with_different_fields_cannot_be_pooled():
-    from lightning_fed.datamodules.multitask.multi_scenario import pool_tables
-    from lightning_fed.datamodules.multitask.multitask_datamodule import MultiTaskTable
-
     def splits(fields):
         table = MultiTaskTable(torch.zeros(2, fields, dtype=torch.long), torch.zeros(2, 3), torch.zeros(2, 1))
         return {s: table for s in ("train", "valid", "test")}
