@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from types import ModuleType
 
 from lightning_fed.errors import UserInputError
 
@@ -77,7 +79,7 @@ def zoo_listing() -> str:
     import lightning_fed.strategies as strategies
     from lightning_fed.strategies import Strategy
 
-    def concrete(package, wanted) -> str:
+    def concrete(package: ModuleType, wanted: Callable[[type], bool]) -> str:
         classes = [getattr(package, n) for n in package.__all__]
         return ", ".join(
             c.__name__

@@ -12,10 +12,13 @@ Views are left-padded again. Every function works on a whole batch at once and d
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+ViewDraw = Callable[..., Tensor]  # (inputs (B, T)[, generator]) -> views (B, V, T)
 
 Augmentation = Literal["crop", "mask", "reorder"]
 AUGMENTATIONS: tuple[Augmentation, ...] = ("crop", "mask", "reorder")
@@ -106,7 +109,7 @@ class FixedViews:
         generator: the RNG of the one draw.
     """
 
-    def __init__(self, inputs: Tensor, draw, generator: torch.Generator | None = None) -> None:
+    def __init__(self, inputs: Tensor, draw: ViewDraw, generator: torch.Generator | None = None) -> None:
         unique, _ = unique_rows(inputs)
         self.views = draw(unique, generator)
         self.index = {row.numpy().tobytes(): i for i, row in enumerate(unique)}
@@ -120,7 +123,7 @@ class FixedViews:
         return self.views[rows].to(inputs.device)
 
 
-def training_inputs(datamodule) -> Tensor:
+def training_inputs(datamodule: Any) -> Tensor:
     """Every training input row (M, T) of a client's datamodule, in its loader's order."""
     return torch.cat([batch[0] for batch in datamodule.train_dataloader()])
 
@@ -135,7 +138,7 @@ class AugmentedViews:
         datamodule: the client's datamodule (read only for ``"once"``).
     """
 
-    def __init__(self, draw, refresh: Literal["step", "once"], datamodule) -> None:
+    def __init__(self, draw: ViewDraw, refresh: Literal["step", "once"], datamodule: Any) -> None:
         self.draw = draw
         self.fixed = FixedViews(training_inputs(datamodule), draw) if refresh == "once" else None
 
