@@ -19,6 +19,8 @@ from lightning_fed.pools import ClientPool
 from lightning_fed.server import Server
 from lightning_fed.strategies.base import State
 
+POLL_SECONDS = (0.05, 1.0)  # the first wait between pulls of replies, and the longest
+
 
 class ClientFailure(UserInputError):
     """A client's node failed a request, or did not answer in time; the message names the client."""
@@ -114,19 +116,46 @@ class FlowerPool(ClientPool):
         return Message(content, dst_node_id=node, message_type=message_type, group_id=group, ttl=self.timeout)
 
     def _send(self, messages: list[Message], label: dict[int, str]) -> list[Message]:
-        """Send and wait; every destination must answer without an error."""
+        """Send and wait; every destination must answer without an error.
+
+        Replies are pulled as they arrive (every ``POLL_SECONDS[0]`` s at first, backing off to
+        ``POLL_SECONDS[1]``), and the first error reply raises at once: a client whose data is broken ends the run
+        when it fails, not after the other clients' local training. ``Grid.send_and_receive`` would wait for every
+        reply and poll every 3 s.
+        """
         kind = messages[0].metadata.message_type if messages else ""
-        replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
-        answered = {r.metadata.src_node_id: r for r in replies}
-        for node, reply in answered.items():
-            if reply.has_error():
-                raise ClientFailure(f"flower: client {label.get(node, node)} failed {kind}: {reply.error.reason}")
-        silent = [label[m.metadata.dst_node_id] for m in messages if m.metadata.dst_node_id not in answered]
-        if silent:
+        destinations = [m.metadata.dst_node_id for m in messages]
+        if len(set(destinations)) < len(destinations):
+            raise ValueError(f"one request sends at most one message to a node, got destinations {destinations}")
+        message_ids = list(self.grid.push_messages(messages))
+        unsent = [label.get(node, node) for node, i in zip(destinations, message_ids) if i is None]
+        if len(message_ids) != len(messages) or unsent:
             raise ClientFailure(
-                f"flower: client(s) {', '.join(silent)} did not answer {kind} within {self.timeout:.0f} s"
+                f"flower: the SuperLink did not take the {kind} message(s) for client(s) "
+                f"{', '.join(map(str, unsent or [label.get(n, n) for n in destinations]))} (see its log)"
             )
-        return [answered[m.metadata.dst_node_id] for m in messages]
+        pending = dict(zip(destinations, message_ids, strict=True))
+        answered: dict[int, Message] = {}
+        deadline = time.monotonic() + self.timeout
+        pause = POLL_SECONDS[0]
+        while pending:
+            for reply in self.grid.pull_messages(list(pending.values())):
+                node = reply.metadata.src_node_id
+                if pending.pop(node, None) is None:
+                    continue  # not a reply to this request
+                if reply.has_error():
+                    raise ClientFailure(f"flower: client {label.get(node, node)} failed {kind}: {reply.error.reason}")
+                answered[node] = reply
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                silent = [label[node] for node in destinations if node in pending]
+                raise ClientFailure(
+                    f"flower: client(s) {', '.join(silent)} did not answer {kind} within {self.timeout:.0f} s"
+                )
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(2 * pause, POLL_SECONDS[1])
+        return [answered[node] for node in destinations]
 
     def _request(self, message_type: str, contents: dict[str, RecordDict], group: str = "") -> dict[str, Message]:
         names = list(contents)

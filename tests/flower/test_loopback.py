@@ -131,26 +131,27 @@ def test_a_resumed_flower_run_continues_from_the_nodes_state_dirs(tmp_path):
                         run_config={"resume": "last"})  # fmt: skip
 
 
-class SilentBeauty(LoopbackGrid):
-    """A grid on which Beauty's node never answers a training request (a machine gone mid-round)."""
+class Withholding(LoopbackGrid):
+    """A grid that never delivers the replies of ``silent``'s node to ``message_type`` (a machine gone mid-round)."""
 
-    def send_and_receive(self, messages, *, timeout=None):
-        messages = list(messages)
-        replies = super().send_and_receive(messages, timeout=timeout)
-        return [r for r in replies if self.contexts[r.metadata.src_node_id].node_config["client"] != "Beauty"
-                or r.metadata.message_type != "train"]  # fmt: skip
+    silent, message_type = "Beauty", "train"
+
+    def pull_messages(self, message_ids):
+        replies = super().pull_messages(message_ids)
+        return [r for r in replies if self.contexts[r.metadata.src_node_id].node_config["client"] != self.silent
+                or r.metadata.message_type != self.message_type]  # fmt: skip
 
 
 def test_a_client_that_does_not_answer_fails_the_run_with_its_name(tmp_path):
-    with pytest.raises(ClientFailure, match=r"client\(s\) Beauty did not answer train within"):
-        run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path, NODES, grid=SilentBeauty)
+    with pytest.raises(ClientFailure, match=r"client\(s\) Beauty did not answer train within 2 s"):
+        run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path, NODES, grid=Withholding, run_config={"round-timeout": 2.0})
 
 
-def test_a_client_whose_handler_fails_is_named_with_the_reason(tmp_path):
+def broken_beauty_root(root):
+    """A copy of FKCB's Beauty whose train file has a malformed line 3; returns (root, that file)."""
     from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
 
     source = ArchiveSource(embedded_archive("fkcb"))
-    root = tmp_path / "beauty_machine"
     (root / "Beauty").mkdir(parents=True)
     for name in ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt"):
         (root / "Beauty" / name).write_text(source.read_text(f"Beauty/{name}"))
@@ -158,9 +159,30 @@ def test_a_client_whose_handler_fails_is_named_with_the_reason(tmp_path):
     lines = path.read_text().splitlines()
     lines[2] = "not a sequence"
     path.write_text("\n".join(lines) + "\n")
+    return root, path
+
+
+def test_a_client_whose_handler_fails_is_named_with_the_reason(tmp_path):
+    root, path = broken_beauty_root(tmp_path / "beauty_machine")
     nodes = [{"client": "Beauty", "data-root": str(root)}, {"client": "Food"}]
     with pytest.raises(ClientFailure, match=rf"client Beauty failed .*{path}:3"):
         run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path / "run", nodes)
+
+
+class FoodStillTraining(Withholding):
+    """Food's training reply has not arrived yet (its round goes on) when Beauty's failure does."""
+
+    silent = "Food"
+
+
+def test_a_failure_ends_the_request_without_waiting_for_the_other_clients(tmp_path):
+    """Beauty's failed reply is reported as soon as it arrives, although Food has not answered (no timeout)."""
+    root, path = broken_beauty_root(tmp_path / "beauty_machine")
+    nodes = [{"client": "Beauty", "data-root": str(root)}, {"client": "Food"}]
+    with pytest.raises(ClientFailure, match=rf"client Beauty failed train: .*{path}:3"):
+        run_on_loopback(
+            [CONFIG, *TWO_ROUNDS], tmp_path / "run", nodes, grid=FoodStillTraining, run_config={"round-timeout": 60.0}
+        )
 
 
 def test_runtime_flower_without_flwr_says_how_to_install_it(tmp_path):
