@@ -6,6 +6,7 @@ from pathlib import Path
 from flwr.app import Context, RecordDict
 
 from lightning_fed.cli import FederatedCLI, main
+from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
 from lightning_fed.flower.client_app import forget_runtimes, make_client_app
 from lightning_fed.flower.experiment import write_experiment
 from lightning_fed.flower.loopback import LoopbackGrid
@@ -39,3 +40,17 @@ def metrics_of(results: dict) -> tuple:
     """Every validation round's and the test's metrics (what must be equal across runtimes)."""
     rounds = [{k: v for k, v in h.items() if k != "resident_memory_gb"} for h in results["validation"]]
     return rounds, results["test"], results["best_round"], results["rounds_run"]
+
+
+def broken_beauty(root: Path, domains: tuple[str, ...] = ("Beauty",)) -> Path:
+    """A data root holding FKCB's ``domains`` whose Beauty train file has a malformed line 3; returns that file."""
+    source = ArchiveSource(embedded_archive("fkcb"))
+    for domain in domains:
+        (root / domain).mkdir(parents=True)
+        for name in ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt"):
+            (root / domain / name).write_text(source.read_text(f"{domain}/{name}"))
+    path = root / "Beauty" / "train_data.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = "not a sequence"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 from conftest import CONFIG, ROOT, TINY
-from flower_runs import metrics_of, run_in_process
+from flower_runs import broken_beauty, metrics_of, run_in_process
 
-from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
 from lightning_fed.flower.credentials import write_credentials
 from lightning_fed.flower.launch import QUIET_FLOWER_ENV
 
@@ -61,20 +60,6 @@ def wait_for_text(log: Path, text: str, process: subprocess.Popen, seconds: floa
         assert process.poll() is None, log.read_text()[-3000:]
         time.sleep(0.5)
     raise AssertionError(f"{text!r} not in {log} after {seconds} s: {log.read_text()[-3000:]}")
-
-
-def broken_beauty(root: Path) -> Path:
-    """A data root whose Beauty train file has a malformed line 3 (Food is intact)."""
-    source = ArchiveSource(embedded_archive("fkcb"))
-    for domain in ("Food", "Beauty"):
-        (root / domain).mkdir(parents=True)
-        for name in ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt"):
-            (root / domain / name).write_text(source.read_text(f"{domain}/{name}"))
-    path = root / "Beauty" / "train_data.txt"
-    lines = path.read_text().splitlines()
-    lines[2] = "not a sequence"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_a_tls_and_node_authenticated_deployment_on_loopback(tmp_path):
@@ -147,7 +132,7 @@ def test_a_tls_and_node_authenticated_deployment_on_loopback(tmp_path):
         print(f"deployment: two rounds of FMoE-CDSR on 2 SuperNodes in {seconds:.1f} s")
 
         # A client that fails in a round ends the run with an error that names it (no hang).
-        path = broken_beauty(tmp_path / "broken")
+        path = broken_beauty(tmp_path / "broken", ("Food", "Beauty"))
         proc = fit(tmp_path / "broken_run", f"--data.init_args.root={tmp_path / 'broken'}")
         output = proc.stdout + proc.stderr
         assert proc.returncode == 2, output[-4000:]

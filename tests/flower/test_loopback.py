@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import CONFIG, ROOT, TINY
-from flower_runs import metrics_of, run_in_process, run_on_loopback
+from flower_runs import broken_beauty, metrics_of, run_in_process, run_on_loopback
 
 from lightning_fed.flower.codec import loads
 from lightning_fed.flower.experiment import load_experiment
@@ -147,23 +147,9 @@ def test_a_client_that_does_not_answer_fails_the_run_with_its_name(tmp_path):
         run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path, NODES, grid=Withholding, run_config={"round-timeout": 2.0})
 
 
-def broken_beauty_root(root):
-    """A copy of FKCB's Beauty whose train file has a malformed line 3; returns (root, that file)."""
-    from lightning_fed.datamodules.sequential.sequence_source import ArchiveSource, embedded_archive
-
-    source = ArchiveSource(embedded_archive("fkcb"))
-    (root / "Beauty").mkdir(parents=True)
-    for name in ("num_items.txt", "train_data.txt", "valid_data.txt", "test_data.txt"):
-        (root / "Beauty" / name).write_text(source.read_text(f"Beauty/{name}"))
-    path = root / "Beauty" / "train_data.txt"
-    lines = path.read_text().splitlines()
-    lines[2] = "not a sequence"
-    path.write_text("\n".join(lines) + "\n")
-    return root, path
-
-
 def test_a_client_whose_handler_fails_is_named_with_the_reason(tmp_path):
-    root, path = broken_beauty_root(tmp_path / "beauty_machine")
+    root = tmp_path / "beauty_machine"
+    path = broken_beauty(root)
     nodes = [{"client": "Beauty", "data-root": str(root)}, {"client": "Food"}]
     with pytest.raises(ClientFailure, match=rf"client Beauty failed .*{path}:3"):
         run_on_loopback([CONFIG, *TWO_ROUNDS], tmp_path / "run", nodes)
@@ -177,7 +163,8 @@ class FoodStillTraining(Withholding):
 
 def test_a_failure_ends_the_request_without_waiting_for_the_other_clients(tmp_path):
     """Beauty's failed reply is reported as soon as it arrives, although Food has not answered (no timeout)."""
-    root, path = broken_beauty_root(tmp_path / "beauty_machine")
+    root = tmp_path / "beauty_machine"
+    path = broken_beauty(root)
     nodes = [{"client": "Beauty", "data-root": str(root)}, {"client": "Food"}]
     with pytest.raises(ClientFailure, match=rf"client Beauty failed train: .*{path}:3"):
         run_on_loopback(
