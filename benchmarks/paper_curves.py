@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs", nargs="+", help="LABEL=RUN_DIR or LABEL=RECORD.json (without LABEL=, the directory's or file's name)"
     )
     parser.add_argument("--png", type=Path, help="write the validation curves here")
+    parser.add_argument("--title", default="Validation Avg MRR per round", help="the figure's title (with --png)")
     parser.add_argument("--save", type=Path, help="write each run's record (JSON) into this directory")
     parser.add_argument(
         "--clients", help="column order of the clients, comma-separated (default: results.json's, else the log's)"
@@ -178,16 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("error: --png needs matplotlib: pip install 'lightning-fed[plots]'", file=sys.stderr)
             return 2
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(8.5, 4.2))
         for label, curve in curves.items():
-            ax.plot(list(curve), [100 * curve[r]["Avg"] for r in curve], marker="o", label=label)
+            ax.plot(list(curve), [100 * curve[r]["Avg"] for r in curve], marker="o", markersize=4, label=label)
         ax.set_xlabel("round")
         ax.set_ylabel("validation Avg MRR (%)")
-        ax.set_title("FKCB, paper protocol, 2-core CPU")
+        ax.set_title(args.title)
         ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=120)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes: no curve hidden
+        fig.savefig(args.png, dpi=120, bbox_inches="tight")
         print(f"figure: {args.png}")
     return 0
 
