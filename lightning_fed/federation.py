@@ -388,6 +388,7 @@ class Federation:
             self._check_run_dir_is_free()
         if self.runtime == "flower":
             return self._fit_on_flower(resume_from)
+        self.trainers.check()  # before the data is read
         pool, server = self._clients(model, datamodule)
         return self.run(pool, server, resume_from)
 
@@ -554,6 +555,7 @@ class Federation:
                 "--ckpt_path (a federation/best.pt or last.pt)"
             )
         checkpoint = load_checkpoint(path)  # a bad file fails here, before the data is read
+        self.trainers.check()
         pool, server = self._clients(model, datamodule)
         self._restore(pool, server, path, checkpoint)
         return pool, server

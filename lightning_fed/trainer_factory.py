@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning import Callback, Trainer
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -118,6 +119,33 @@ class TrainerFactory:
             self._client_callbacks[client] = [copy.deepcopy(cb) for cb in self.callbacks]
         return self._client_callbacks[client]
 
+    def check(self) -> None:
+        """Build one throwaway Trainer from the configuration, so that a setting this machine cannot run fails now.
+
+        The in-process runtime calls this before any data is read: ``accelerator: gpu`` without a GPU, say, is
+        refused here in one line instead of when the first client starts training. (Clients on other machines
+        build their Trainers there, and a setting their machine refuses ends the run naming the client.)
+
+        Raises:
+            ConfigurationError: Lightning refused the Trainer arguments (its reason, with the device settings).
+        """
+        probe = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "callbacks": []}
+        self._trainer({**self.config, "enable_model_summary": False, **probe})
+
+    def _trainer(self, kwargs: dict[str, Any]) -> Trainer:
+        """``Trainer(**kwargs)``; Lightning's refusal of an argument becomes a one-line :class:`ConfigurationError`."""
+        try:
+            with quiet_lightning():
+                return Trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            settings = ", ".join(
+                f"{name}={self.config[name]!r}"
+                for name in ("accelerator", "devices", "strategy", "precision")
+                if name in self.config
+            )
+            raise ConfigurationError(f"trainer ({settings}): {reason}" if settings else f"trainer: {reason}") from None
+
     def _build(self, client: str, extra: list[Callback], progress_bar: bool, **overrides: Any) -> Trainer:
         callbacks = [*self._callbacks_for(client), *extra]
         show_bar = progress_bar and self.config.get("enable_progress_bar", True) is not False
@@ -136,8 +164,7 @@ class TrainerFactory:
             **overrides,
             "callbacks": callbacks,
         }
-        with quiet_lightning():
-            return Trainer(**kwargs)
+        return self._trainer(kwargs)
 
     def fit_trainer(self, client: str, sync: Callback, local_epochs: int, logger: Logger | bool) -> Trainer:
         """A Trainer for one round of local training (no validation inside it)."""

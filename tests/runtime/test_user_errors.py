@@ -78,6 +78,26 @@ def test_config_files_that_cannot_be_read_are_named(tmp_path):
     assert_user_error(run_main("fit", "--config=missing.yaml", cwd=tmp_path), "missing.yaml", "no such file")
 
 
+# --- devices -------------------------------------------------------------------------------------------------------
+def _missing_accelerator():
+    """An accelerator Lightning knows and this machine lacks (None if it has them all)."""
+    if not torch.cuda.is_available():
+        return "gpu"
+    return None if torch.backends.mps.is_available() else "mps"
+
+
+@pytest.mark.skipif(_missing_accelerator() is None, reason="this machine has every accelerator")
+def test_an_accelerator_this_machine_lacks_is_refused_before_the_data_is_read(tmp_path, saved_run):
+    accelerator = f"--trainer.accelerator={_missing_accelerator()}"
+    # the data root does not exist either: the Trainer is checked first, so its error is the one reported
+    no_data = "--data.init_args.root=/nonexistent/fkcb"
+    proc = run_main("fit", CONFIG, accelerator, no_data, f"--trainer.default_root_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_user_error(proc, f"trainer (accelerator='{_missing_accelerator()}'")
+    assert not (tmp_path / "run").exists()
+    proc = run_main("test", CONFIG, accelerator, no_data, f"--trainer.default_root_dir={saved_run}", cwd=tmp_path)
+    assert_user_error(proc, f"trainer (accelerator='{_missing_accelerator()}'")
+
+
 # --- checkpoints ---------------------------------------------------------------------------------------------------
 def test_checkpoint_paths_that_cannot_be_used(tmp_path, saved_run):
     best = saved_run / "federation" / "best.pt"
