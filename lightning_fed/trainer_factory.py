@@ -38,13 +38,55 @@ def _trainer_default(name: str) -> Any:
     return inspect.signature(Trainer.__init__).parameters[name].default
 
 
+#: Strategies that keep one process on one device (any other starts processes of its own, one per device).
+SINGLE_DEVICE_STRATEGIES = ("auto", "single_device", "single_tpu", "single_xla")
+
+_ONE_DEVICE = (
+    "a client's Trainer runs on one device{give} (the federation trains its clients one after another in one "
+    "process; to spread them over devices or machines, run them as Flower SuperNodes: federation.runtime: flower)"
+)
+
+
+def _one_device(devices: Any) -> bool:
+    """Whether ``devices`` names one device: 1, "1", one index ([0]) or Lightning's one-index string ("0,")."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, (list, tuple)):
+        return len(devices) == 1
+    if isinstance(devices, str):
+        text = devices.strip()
+        return text == "1" or (text.endswith(",") and text[:-1].strip().isdigit())
+    return devices == 1
+
+
 def check_trainer_config(config: dict[str, Any]) -> None:
-    """Refuse Trainer arguments the federation manages, naming the setting to use instead."""
+    """Refuse Trainer arguments the federation manages, naming the setting to use instead.
+
+    A client's Trainer runs on one device: ``devices`` other than one, ``num_nodes`` above 1 and multi-process
+    strategies (DDP, FSDP, DeepSpeed, XLA) are refused (``devices: auto`` means one device here, see
+    :class:`TrainerFactory`).
+    """
     for name, instead in MANAGED_ARGS.items():
         if name in config and config[name] != _trainer_default(name):
             raise ConfigurationError(
                 f"trainer.{name}: {config[name]!r} is managed by the federation and cannot be set; use {instead}"
             )
+    devices = config.get("devices", "auto")
+    if devices not in ("auto", None) and not _one_device(devices):
+        give = ": give 1 or one index such as [0]"
+        raise ConfigurationError(f"trainer.devices: {devices!r}: {_ONE_DEVICE.format(give=give)}")
+    if config.get("num_nodes", 1) != 1:
+        raise ConfigurationError(f"trainer.num_nodes: {config['num_nodes']!r}: {_ONE_DEVICE.format(give='')}")
+    strategy = config.get("strategy", "auto")
+    if isinstance(strategy, str):
+        several = strategy not in SINGLE_DEVICE_STRATEGIES
+    else:
+        from lightning.pytorch.strategies import ParallelStrategy
+
+        several = isinstance(strategy, ParallelStrategy)
+    if several:
+        name = strategy if isinstance(strategy, str) else type(strategy).__name__
+        raise ConfigurationError(f"trainer.strategy: {name!r} runs several processes: {_ONE_DEVICE.format(give='')}")
 
 
 @contextmanager
@@ -69,6 +111,10 @@ class TrainerFactory:
     rounds (one shared Callback object across Trainers would mix the clients' state). The configured loggers
     belong to the federation; :meth:`loggers` returns them with a CSVLogger always present.
 
+    Each Trainer runs on one device: ``devices: auto`` (Lightning's default, which takes every GPU there is and
+    DDP across them) becomes 1, and settings for several devices or processes are refused
+    (:func:`check_trainer_config`).
+
     ``fast_dev_run`` (Lightning's smoke test) is honoured the federation's way: one round in which every Trainer
     runs ``n`` batches (1 for ``True``) of training, validation and test, and nothing is written (no checkpoint,
     no results, no logs).
@@ -77,7 +123,8 @@ class TrainerFactory:
         config: ``Trainer`` keyword arguments (as parsed by LightningCLI); ``callbacks`` are instances.
 
     Raises:
-        ConfigurationError: a Trainer argument the federation manages (:data:`MANAGED_ARGS`) is set.
+        ConfigurationError: a Trainer argument the federation manages (:data:`MANAGED_ARGS`) is set, or the
+            configuration asks for several devices, nodes or processes.
     """
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -96,6 +143,8 @@ class TrainerFactory:
         self.fast_dev_run = fast_dev_run
         for key in (*MANAGED_ARGS, "logger"):
             config.pop(key, None)
+        if config.get("devices", "auto") in ("auto", None):
+            config["devices"] = 1  # Lightning's "auto" takes every GPU there is, and DDP with them
         self.config = config
         self.run_dir = Path(config.get("default_root_dir") or Path.cwd())
         self._client_callbacks: dict[str, list[Callback]] = {}

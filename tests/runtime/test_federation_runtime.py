@@ -132,3 +132,36 @@ def test_a_clients_training_does_not_depend_on_the_other_clients_or_their_order(
         assert run["test"]["Beauty"] == both["test"]["Beauty"]
     other_seed = _local_fedsasrec(tmp_path / "seed8", ["Beauty"], seed=8)
     assert other_seed["validation"][-1]["Beauty"] != alone["validation"][-1]["Beauty"]
+
+
+def test_a_clients_trainer_runs_on_one_device(tmp_path):
+    """Lightning's devices="auto" takes every GPU (and DDP); a federation's client Trainer takes one."""
+    import pytest
+
+    from lightning_fed.errors import ConfigurationError
+
+    def devices(value):
+        return TrainerFactory({"default_root_dir": str(tmp_path), "devices": value}).config["devices"]
+
+    assert devices("auto") == 1 and devices(None) == 1
+    assert devices(1) == 1 and devices("1") == "1" and devices([2]) == [2] and devices("3,") == "3,"  # as given
+    trainer = TrainerFactory({"default_root_dir": str(tmp_path), "logger": False}).eval_trainer("a", Callback())
+    assert trainer.num_devices == 1 and trainer.world_size == 1
+    for config, key in [
+        ({"devices": 2}, "trainer.devices"),
+        ({"devices": -1}, "trainer.devices"),
+        ({"devices": [0, 1]}, "trainer.devices"),
+        ({"devices": "0,1"}, "trainer.devices"),
+        ({"devices": True}, "trainer.devices"),
+        ({"num_nodes": 2}, "trainer.num_nodes"),
+        ({"strategy": "ddp"}, "trainer.strategy: 'ddp'"),
+        ({"strategy": "fsdp"}, "trainer.strategy: 'fsdp'"),
+    ]:
+        with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")) as error:
+            TrainerFactory({"default_root_dir": str(tmp_path), **config})
+        assert "federation.runtime: flower" in str(error.value)
+    from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+    with pytest.raises(ConfigurationError, match="'DDPStrategy' runs several processes"):
+        TrainerFactory({"strategy": DDPStrategy()})
+    TrainerFactory({"strategy": SingleDeviceStrategy("cpu")})  # one process, one device: accepted

@@ -52,6 +52,8 @@ def assert_user_error(proc, *expected):
         ("--trainer.min_epochs=2", ["trainer.min_epochs", "federation.local_epochs"]),
         ("--trainer.enable_checkpointing=true", ["trainer.enable_checkpointing", "federation/last.pt"]),
         ("--trainer.num_sanity_val_steps=2", ["trainer.num_sanity_val_steps"]),
+        ("--trainer.devices=3", ["trainer.devices: '3'", "one device: give 1", "federation.runtime: flower"]),
+        ("--trainer.strategy=ddp", ["trainer.strategy: 'ddp'", "several processes"]),
         ("--model=lightning_fed.models.FedSASRec", ["ExpertExchange", "FedSASRec", "lightning_fed.strategies.FedAvg"]),
     ],
 )
