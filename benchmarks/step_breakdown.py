@@ -104,13 +104,15 @@ def main() -> None:
     }
     fmoe_cdsr_module.mixture_cross_entropy = clock.timed("expert_losses", originals["mixture_cross_entropy"])
     fmoe_cdsr_module.mixture_loss_from_logits = clock.timed("fusion_loss", originals["mixture_loss_from_logits"])
+    expert_backward = clock.timed("expert_backward", torch.Tensor.backward)
+    fusion_backward = clock.timed("fusion_backward", torch.Tensor.backward)
+    step_optimizer = clock.timed("optimizer", optimizer.step)
     calls = []
 
     def backward(loss: torch.Tensor) -> None:
         # backward_step calls this once per expert, then once for L_fuse
         calls.append(None)
-        phase = "expert_backward" if len(calls) <= experts else "fusion_backward"
-        clock.timed(phase, torch.Tensor.backward)(loss)
+        (expert_backward if len(calls) <= experts else fusion_backward)(loss)
 
     batches = iter(datamodule.train_dataloader())
     steps: list[float] = []
@@ -125,7 +127,7 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 model.backward_step(batch, backward)
-            clock.timed("optimizer", optimizer.step)()
+            step_optimizer()
             seconds = time.perf_counter() - start
             if step >= 3:
                 steps.append(seconds)

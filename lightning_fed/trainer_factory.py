@@ -14,6 +14,7 @@ from lightning import Callback, Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.strategies import ParallelStrategy
 
 from lightning_fed.callbacks.federated_progress_bar import FederatedProgressBar
 from lightning_fed.errors import ConfigurationError
@@ -79,13 +80,10 @@ def check_trainer_config(config: dict[str, Any]) -> None:
         raise ConfigurationError(f"trainer.num_nodes: {config['num_nodes']!r}: {_ONE_DEVICE.format(give='')}")
     strategy = config.get("strategy", "auto")
     if isinstance(strategy, str):
-        several = strategy not in SINGLE_DEVICE_STRATEGIES
+        several, name = strategy not in SINGLE_DEVICE_STRATEGIES, strategy
     else:
-        from lightning.pytorch.strategies import ParallelStrategy
-
-        several = isinstance(strategy, ParallelStrategy)
+        several, name = isinstance(strategy, ParallelStrategy), type(strategy).__name__
     if several:
-        name = strategy if isinstance(strategy, str) else type(strategy).__name__
         raise ConfigurationError(f"trainer.strategy: {name!r} runs several processes: {_ONE_DEVICE.format(give='')}")
 
 
@@ -178,8 +176,8 @@ class TrainerFactory:
         Raises:
             ConfigurationError: Lightning refused the Trainer arguments (its reason, with the device settings).
         """
-        probe = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "callbacks": []}
-        self._trainer({**self.config, "enable_model_summary": False, **probe})
+        quiet = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+        self._trainer({**self.config, **quiet, "logger": False, "callbacks": []})
 
     def _trainer(self, kwargs: dict[str, Any]) -> Trainer:
         """``Trainer(**kwargs)``; Lightning's refusal of an argument becomes a one-line :class:`ConfigurationError`."""

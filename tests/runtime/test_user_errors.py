@@ -90,14 +90,15 @@ def _missing_accelerator():
 
 @pytest.mark.skipif(_missing_accelerator() is None, reason="this machine has every accelerator")
 def test_an_accelerator_this_machine_lacks_is_refused_before_the_data_is_read(tmp_path, saved_run):
-    accelerator = f"--trainer.accelerator={_missing_accelerator()}"
+    missing = _missing_accelerator()
+    accelerator = f"--trainer.accelerator={missing}"
     # the data root does not exist either: the Trainer is checked first, so its error is the one reported
     no_data = "--data.init_args.root=/nonexistent/fkcb"
     proc = run_main("fit", CONFIG, accelerator, no_data, f"--trainer.default_root_dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert_user_error(proc, f"trainer (accelerator='{_missing_accelerator()}'")
+    assert_user_error(proc, f"trainer (accelerator='{missing}'")
     assert not (tmp_path / "run").exists()
     proc = run_main("test", CONFIG, accelerator, no_data, f"--trainer.default_root_dir={saved_run}", cwd=tmp_path)
-    assert_user_error(proc, f"trainer (accelerator='{_missing_accelerator()}'")
+    assert_user_error(proc, f"trainer (accelerator='{missing}'")
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------
