@@ -102,6 +102,84 @@ def _stacked_gate_only_fusion(
     return total
 
 
+#: The head bias rides in the bf16 head matmuls as one more input column (ones in h, the bias in W). The width
+#: d + 1 is padded to a multiple of this: oneDNN's AMX kernels take d + 1 = 257 columns at several times the cost
+#: of 256, and an aligned width at about the cost of its extra columns.
+AUGMENTED_MULTIPLE = 32
+
+
+def augmented_width(d: int) -> int:
+    """The head matmuls' inner width for rows of width ``d`` with the bias column: d + 1 rounded up."""
+    return -(-(d + 1) // AUGMENTED_MULTIPLE) * AUGMENTED_MULTIPLE
+
+
+def _bf16_expert_losses(
+    hs: tuple[Tensor, ...], weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], targets: Tensor, chunk: int,
+    dtype: torch.dtype, need: tuple[list[bool], list[bool], list[bool]], keep_logits: list[Tensor] | None,
+    expert_sum: Tensor,
+) -> tuple[list, list, list]:  # fmt: skip
+    """The experts' own losses in low precision (bf16), with their gradients: ``(grad_h, grad_w, grad_b)``.
+
+    Each chunk's logits ``[h | 1 | 0] [W | b | 0]^T`` are one bf16 matmul (the bias in an extra column, see
+    :data:`AUGMENTED_MULTIPLE`), their softmax is taken in bf16 (fp32 inside the kernel) and ``dy = softmax -
+    one-hot`` stays bf16, as its matmuls need: ``dh = dy W`` and ``[dW | db] = dy^T [h | 1]``, the bias gradient
+    being the extra column of the weight gradient's product. The summed losses are added to ``expert_sum``;
+    gradients are accumulated in fp32 over the chunks. ``keep_logits`` (or None): buffers that keep each expert's
+    logits, as :func:`mixture_cross_entropy` documents.
+    """
+    need_h, need_w, need_b = need
+    device, acc = hs[0].device, torch.float32
+    rows, classes, d = targets.numel(), weights[0].size(0), hs[0].size(1)
+    width = augmented_width(d)
+    chunk_rows = padded_rows(chunk)  # matmuls on padded row counts (static_shapes): rows n..p of h and dy are zero
+    grad_h = [torch.empty(h.shape, dtype=acc, device=device) if n else None for h, n in zip(hs, need_h)]
+    grad_w = [torch.empty(w.shape, dtype=acc, device=device) if n else None for w, n in zip(weights, need_w)]
+    grad_b = [torch.empty(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
+    # the heads with their bias column, in reused buffers: a fresh multi-MB buffer costs a page fault per page
+    heads = []
+    for j, (w, b) in enumerate(zip(weights, biases)):
+        head = WORKSPACE.get(f"w{j}", classes, width, dtype, device)
+        head[:, :d].copy_(w)
+        head[:, d].copy_(b)
+        head[:, d + 1 :].zero_()
+        heads.append(head)
+    logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
+    d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
+    h_c = WORKSPACE.get("expert_rows", chunk_rows, width, dtype, device)
+    arange = torch.arange(chunk, device=device)
+    minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        p = padded_rows(n, chunk_rows)
+        t = targets[start : start + n, None]
+        for j in range(len(hs)):
+            x = h_c[:p]
+            x[:n, :d].copy_(hs[j][start : start + n])
+            x[:n, d] = 1.0
+            x[:n, d + 1 :].zero_()
+            x[n:].zero_()
+            out = logits[:p] if keep_logits is None else keep_logits[j][start : start + p]
+            y = torch.mm(x, heads[j].t(), out=out)[:n]
+            expert_sum[j] += _softmax_and_loss(y, t, d_low[:n]).sum()
+            if not (need_h[j] or need_w[j] or need_b[j]):
+                continue
+            # (index_put_: scatter_add_ and column sums have slow bf16 paths on CPU)
+            d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
+            d_low[n:p].zero_()
+            dy = d_low[:p]
+            if need_h[j]:
+                back = WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p]
+                grad_h[j][start : start + n] = torch.mm(dy, heads[j][:, :d], out=back)[:n]
+            if need_w[j] or need_b[j]:
+                # into reused buffers: a fresh (C, d + 1) product per chunk, cast on the fly, is slow on CPU
+                dw = torch.mm(dy.t(), x, out=WORKSPACE.get("dw_low", classes, width, dtype, device))
+                dw = WORKSPACE.get("dw", classes, width, acc, device).copy_(dw)
+                for grad, part in ((grad_w[j], dw[:, :d]), (grad_b[j], dw[:, d])):
+                    if grad is not None:
+                        grad.copy_(part) if start == 0 else grad.add_(part)
+    return grad_h, grad_w, grad_b
+
+
 class _MixtureCrossEntropy(torch.autograd.Function):
     """Chunked forward that also computes the gradients; the backward pass scales them by the upstream gradient."""
 
@@ -125,15 +203,21 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         expert_losses = gate is None or any(t.requires_grad for t in tensors)
         expert_sum = torch.full((k,), 0.0 if expert_losses else float("nan"), dtype=acc, device=device)
         fused_sum = torch.zeros((), dtype=acc, device=device)
-        grad_h = [torch.empty(h.shape, dtype=acc, device=device) if n else None for h, n in zip(hs, need_h)]
-        grad_w = [torch.zeros(w.shape, dtype=acc, device=device) if n else None for w, n in zip(weights, need_w)]
-        grad_b = [torch.zeros(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
         grad_gate = torch.empty(gate.shape, dtype=acc, device=device) if need_gate else None
         with torch.autocast(device.type, enabled=False):
             if gate is not None and not expert_losses and dtype != acc:
                 fused_sum = _stacked_gate_only_fusion(gate, targets, hs, weights, biases, chunk, dtype, grad_gate)
-                grads = (grad_gate, grad_h, grad_w, grad_b)
+                grads = (grad_gate, [None] * k, [None] * k, [None] * k)  # every expert input is detached here
                 return _MixtureCrossEntropy._keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator)
+            if gate is None and dtype != acc:
+                grad_h, grad_w, grad_b = _bf16_expert_losses(
+                    hs, weights, biases, targets, chunk, dtype, (need_h, need_w, need_b), keep_logits, expert_sum
+                )
+                grads = (None, grad_h, grad_w, grad_b)
+                return _MixtureCrossEntropy._keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator)
+            grad_h = [torch.empty(h.shape, dtype=acc, device=device) if n else None for h, n in zip(hs, need_h)]
+            grad_w = [torch.zeros(w.shape, dtype=acc, device=device) if n else None for w, n in zip(weights, need_w)]
+            grad_b = [torch.zeros(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
             # the heads in the matmul dtype, in reused buffers (as the stacked weights above)
             w_c = [
                 w if w.dtype == dtype else WORKSPACE.get(f"w{j}", *w.shape, dtype, device).copy_(w)
@@ -145,25 +229,20 @@ class _MixtureCrossEntropy(torch.autograd.Function):
             chunk_rows, d = padded_rows(chunk), hs[0].size(1)
             low = [WORKSPACE.get(f"low{j}", chunk_rows, classes, dtype, device) for j in range(k if need_gate else 1)]
             d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device) if dtype != acc else None
-            low_softmax = d_low is not None and gate is None
-            # fp32 chunk buffers only where they are used: fp32 inputs, or a bf16 call with a gate and expert losses
-            work = None if low_softmax else WORKSPACE.get("work", chunk_rows, classes, acc, device)
-            probs = None if low_softmax else WORKSPACE.get("probs", chunk_rows, classes, acc, device)
+            # here with fp32 (or fp64) inputs, or a bf16 call with a gate and expert losses (one joint backward)
+            work = WORKSPACE.get("work", chunk_rows, classes, acc, device)
+            probs = WORKSPACE.get("probs", chunk_rows, classes, acc, device)
             fused = WORKSPACE.get("fused", chunk_rows, classes, acc, device) if gate is not None else None
-            rows_in = WORKSPACE.get("expert_rows", chunk_rows, d, dtype, device)
-            if low_softmax:
-                arange = torch.arange(chunk, device=device)
-                minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
-                ones = torch.ones(1, chunk_rows, dtype=dtype, device=device)
+            rows_in = WORKSPACE.get("rows", chunk_rows, d, dtype, device)
 
-            def accumulate_grads(j: int, start: int, n: int, dy_low: Tensor, h_c: Tensor, dy: Tensor | None = None):
+            def accumulate_grads(j: int, start: int, n: int, dy_low: Tensor, h_c: Tensor, dy: Tensor):
                 """Accumulate expert j's head and row gradients from the chunk's dy = softmax - one-hot.
 
-                ``dy_low`` and ``h_c`` are the chunk's padded rows (zero beyond row n); ``dy`` its n fp32 rows.
+                ``dy_low`` and ``h_c`` are the chunk's padded rows (zero beyond row n); ``dy`` its n rows in fp32.
                 """
                 p = h_c.size(0)
                 if need_b[j]:
-                    grad_b[j].add_(dy.sum(0) if dy is not None else (ones[:, :p] @ dy_low)[0])
+                    grad_b[j].add_(dy.sum(0))
                 if need_h[j]:
                     back = torch.mm(dy_low, w_c[j], out=WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p])
                     grad_h[j][start : start + n] = back[:n]
@@ -184,16 +263,6 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     h_c[n:].zero_()
                     out = low[j if need_gate else 0][:p] if keep_logits is None else keep_logits[j][start : start + p]
                     y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=out)[:n]
-                    if low_softmax:
-                        # bf16 logits -> bf16 softmax (fp32 inside the kernel): the gradient is cast to bf16
-                        # for its matmuls anyway, so the fp32 copies of the logits and of dy are skipped
-                        expert_sum[j] += _softmax_and_loss(y_low, t, d_low[:n]).sum()
-                        if need_h[j] or need_w[j] or need_b[j]:
-                            # (index_put_: scatter_add_ and column sums have slow bf16 paths on CPU)
-                            d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
-                            d_low[n:p].zero_()
-                            accumulate_grads(j, start, n, d_low[:p], h_c)
-                        continue
                     y = y_low if dtype == acc else work[:n].copy_(y_low)
                     if gate is not None:
                         g = gate[start : start + n, j : j + 1].to(acc)
