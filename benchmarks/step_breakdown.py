@@ -4,8 +4,9 @@ One client of FKCB at the paper's configuration (d = 256, batch 256, all four ex
 autocast), stepped as ``train_step.py`` steps it: ``FMoECDSR.backward_step`` unchanged, then Adam. The phases are
 timed from outside the model, by wrapping what the step calls, so the step that is timed is the real one:
 
-- ``items_ms``: every expert's item input G + E (Eq. 1), forward;
-- ``expert_forward_ms``: the experts' input layers and encoders on the sequences and their contrastive views;
+- ``items_ms``: the rows of every expert's item input G + E (Eq. 1) that the batch reads, forward;
+- ``expert_forward_ms``: the rest of the experts' forward: their input layers and encoders on the sequences and
+  their contrastive views;
 - ``expert_losses_ms``: the experts' next-item losses over all items, with their gradients (computed in the
   forward pass) and their kept logits;
 - ``expert_backward_ms``: backpropagating each expert's loss (head gradients scaled, then through the encoder
@@ -96,7 +97,7 @@ def main() -> None:
 
     clock = PhaseClock()
     for expert in model.net.experts:  # instance attributes shadow the methods: the model code is not touched
-        expert.item_representations = clock.timed("items", expert.item_representations)
+        expert.item_inputs = clock.timed("items", expert.item_inputs)
         expert.forward = clock.timed("expert_forward", expert.forward)
     model.net.gate_weights = clock.timed("gate", model.net.gate_weights)
     originals = {

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lightning_fed.models.layers.fast_dropout import Dropout
 from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.layers.workspace import WORKSPACE
-from lightning_fed.models.sequential.item_graph_embedding import graph_item_representations
+from lightning_fed.models.sequential.item_graph_embedding import graph_item_input_rows, graph_item_representations
 from lightning_fed.models.sequential.sequence_encoder import SequenceEncoder
 
 
@@ -91,17 +91,30 @@ class Expert(nn.Module):
             self.item_embedding.weight, graph, self.gnn_layers, self.graph_dropout, self.graph_bias
         )
 
-    def embed(self, inputs: Tensor, graph: Tensor | None, items: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def item_inputs(self, ids: Tensor, graph: Tensor | None) -> Tensor:
+        """Rows ``ids`` of G + E, (len(ids), d): the items' representations the encoder reads (Eq. 1).
+
+        In training only the rows a batch reads are computed, where the form allows it
+        (:func:`~lightning_fed.models.sequential.item_graph_embedding.graph_item_input_rows`); outside training
+        they are read from the cached table of :meth:`item_representations`.
+        """
+        if self.training or torch.is_grad_enabled():
+            self._cached_items = None
+            return graph_item_input_rows(
+                self.item_embedding.weight, graph, ids, self.gnn_layers, self.graph_dropout, self.graph_bias
+            )
+        # index_select: its backward (index_add) is several times faster on CPU than that of items[ids]
+        return self.item_representations(graph).index_select(0, ids)
+
+    def embed(self, inputs: Tensor, graph: Tensor | None) -> tuple[Tensor, Tensor]:
         """The encoder's input x (B, T, d) and the non-padding mask (B, T).
 
         Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout; zero at
         padding.
         """
         valid = inputs != self.pad_id
-        items = self.item_representations(graph) if items is None else items
         t = inputs.size(1)
-        # index_select: its backward (index_add) is several times faster on CPU than that of items[inputs]
-        x = items.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
+        x = self.item_inputs(inputs.reshape(-1), graph).view(*inputs.shape, -1)
         x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
         return self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1), valid
 
@@ -109,7 +122,6 @@ class Expert(nn.Module):
         self,
         inputs: Tensor,
         graph: Tensor | None,
-        items: Tensor | None = None,
         last_only: bool = False,
         full_rows: int | None = None,
         kl: bool = True,
@@ -119,7 +131,6 @@ class Expert(nn.Module):
         Args:
             inputs: (B, T) item ids.
             graph: the domain's sparse A_hat (or None without GNN).
-            items: precomputed :meth:`item_representations` to reuse across calls of one step.
             last_only: only the last position's output (what scoring reads), computed for that position only.
             full_rows: every position for the first ``full_rows`` sequences, the last one only for the others
                 (contrastive views); see :meth:`SequenceEncoder.forward`.
@@ -128,7 +139,7 @@ class Expert(nn.Module):
         Returns:
             (B, T, d) z_t (zero at padding); (B, d) z_T with ``last_only``.
         """
-        return self.encoder(*self.embed(inputs, graph, items), last_only=last_only, full_rows=full_rows, kl=kl)
+        return self.encoder(*self.embed(inputs, graph), last_only=last_only, full_rows=full_rows, kl=kl)
 
     def candidate_scores(self, z_last: Tensor, candidates: Tensor | None) -> Tensor:
         """Scores of the candidate items (B, C) from last-position outputs (B, d) by this expert's head."""

@@ -288,11 +288,10 @@ class FMoECDSR(SequentialRecommendationTask):
     # Training -----------------------------------------------------------------------------------------------
     def _encode(self, expert: Expert, inputs: Tensor, augmented: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Encoder outputs z of the sequences (and of their views, in the same pass) for one expert."""
-        items = expert.item_representations(self.item_graph)  # G + E, once per step (Eq. 1)
         if augmented is None:
-            return expert(inputs, self.item_graph, items), None
+            return expert(inputs, self.item_graph), None
         # the views' z_T only (nt_xent reads nothing else): their other positions stop before the last block
-        both = expert(torch.cat([inputs, augmented]), self.item_graph, items, full_rows=len(inputs))
+        both = expert(torch.cat([inputs, augmented]), self.item_graph, full_rows=len(inputs))
         return both[: len(inputs)], both[len(inputs) :]
 
     def _encode_all(self, inputs: Tensor, last_only: bool = False) -> list[Tensor]:

@@ -37,6 +37,76 @@ class _OneLayerGraphInput(torch.autograd.Function):
         return torch.sparse.addmm(grad, transposed, grad, beta=ctx.beta, alpha=ctx.alpha), None, None, None
 
 
+#: The CSR arrays (row pointers, columns, values) of A_hat per live graph tensor (by id), built once.
+_CSR: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+
+def _csr(graph: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    arrays = _CSR.get(id(graph))
+    if arrays is None:
+        coo = graph.coalesce()  # row-major order: each row's entries are contiguous
+        rows, cols = coo.indices()
+        pointers = torch.zeros(graph.size(0) + 1, dtype=torch.long, device=graph.device)
+        pointers[1:] = torch.bincount(rows, minlength=graph.size(0)).cumsum(0)
+        arrays = _CSR[id(graph)] = (pointers, cols, coo.values())
+        weakref.finalize(graph, _CSR.pop, id(graph), None)
+    return arrays
+
+
+class _OneLayerGraphInputRows(torch.autograd.Function):
+    """Rows ``ids`` of ``beta E + alpha A_hat E``, computed from the rows of A_hat they need, with their gradient.
+
+    A training batch reads a few thousand of the table's rows; this computes those rows alone (each from its own
+    graph neighbours) instead of the whole (N+1, d) product, and its backward pass scatters the gradient back to
+    the rows of E they read: ``beta g`` to each item and ``alpha A_hat[i, j] g_i`` to each neighbour j.
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, graph: Tensor, ids: Tensor, beta: float, alpha: float) -> Tensor:  # noqa: D102
+        pointers, columns, values = _csr(graph)
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        first, counts = pointers[unique], pointers[unique + 1] - pointers[unique]
+        owner = torch.repeat_interleave(torch.arange(len(unique), device=ids.device), counts)  # row of each entry
+        offsets = torch.arange(len(owner), device=ids.device) - (counts.cumsum(0) - counts)[owner]
+        entries = first[owner] + offsets
+        neighbours, weights = columns[entries], values[entries] * alpha
+        rows = table.index_select(0, unique).mul_(beta)
+        rows.index_add_(0, owner, table.index_select(0, neighbours).mul_(weights[:, None]))
+        ctx.save_for_backward(unique, inverse, owner, neighbours, weights)
+        ctx.beta, ctx.shape = beta, table.shape
+        return rows.index_select(0, inverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # noqa: D102
+        unique, inverse, owner, neighbours, weights = ctx.saved_tensors
+        per_item = grad.new_zeros(len(unique), grad.size(1)).index_add_(0, inverse, grad)
+        table_grad = grad.new_zeros(ctx.shape)
+        table_grad.index_add_(0, unique, per_item * ctx.beta)
+        table_grad.index_add_(0, neighbours, per_item.index_select(0, owner).mul_(weights[:, None]))
+        return table_grad, None, None, None, None
+
+
+def graph_item_input_rows(
+    embeddings: Tensor,
+    graph: Tensor | None,
+    ids: Tensor,
+    num_layers: int,
+    dropout: nn.Module | None = None,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """Rows ``ids`` of :func:`graph_item_representations` (the encoder's item inputs), (len(ids), d).
+
+    The paper's one-layer form computes only the rows it needs (:class:`_OneLayerGraphInputRows`); the other forms
+    (more layers, the reference code's dropout) take the rows of the whole table.
+    """
+    if num_layers == 1 and dropout is None and graph is not None:
+        with torch.autocast(embeddings.device.type, enabled=False):
+            scale = 0.5
+            rows = _OneLayerGraphInputRows.apply(embeddings.float(), graph, ids, 1.0 + scale, scale)
+            return rows if bias is None else rows + bias.float() * scale
+    return graph_item_representations(embeddings, graph, num_layers, dropout, bias).index_select(0, ids)
+
+
 def graph_item_representations(
     embeddings: Tensor,
     graph: Tensor | None,
