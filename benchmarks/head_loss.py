@@ -3,6 +3,8 @@
 Times ``mixture_cross_entropy`` forward + backward under bf16 autocast on random data of a client's shape: one
 expert's next-item loss (also when it keeps its logits), the gate-only fusion call over K experts
 (``fusion_logits: recompute``) and the fusion from the kept logits (``fusion_logits: keep``, FMoE-CDSR's default).
+Also times the matmul floor of one expert's loss, ``expert_products_ms``: its three bf16 products alone (logits
+``h W^T``, ``dh = dy W`` and ``dW = dy^T h`` over all rows at once, into reused outputs), with their GFLOP/s.
 Prints one final JSON line with the medians in ms.
 
     python benchmarks/head_loss.py                         # Food: 2,000 rows x 13,565 items, 4 experts
@@ -65,6 +67,15 @@ def main() -> None:
             loss = mixture_loss_from_logits(kept, gate, targets)
         loss.backward()
 
+    h_low, w_low = hidden[0].detach().bfloat16(), weights[0].detach().bfloat16()
+    logits_out = torch.empty(m, c, dtype=torch.bfloat16)
+    dh_out, dw_out = torch.empty(m, d, dtype=torch.bfloat16), torch.empty(c, d, dtype=torch.bfloat16)
+
+    def expert_products() -> None:
+        torch.mm(h_low, w_low.t(), out=logits_out)
+        torch.mm(logits_out, w_low, out=dh_out)  # the logits stand in for dy: the same shape and dtype
+        torch.mm(logits_out.t(), h_low, out=dw_out)
+
     def median_ms(step) -> float:
         step()  # warm-up
         times = []
@@ -78,6 +89,8 @@ def main() -> None:
         json.dumps(
             {
                 "expert_loss_ms": median_ms(expert),
+                "expert_products_ms": (products_ms := median_ms(expert_products)),
+                "expert_products_gflops": round(3 * 2 * m * d * c / products_ms / 1e6),
                 "expert_loss_keeping_logits_ms": median_ms(expert_keeping),
                 "gate_only_fusion_ms": median_ms(fusion),
                 "fusion_from_kept_logits_ms": median_ms(kept_fusion),
