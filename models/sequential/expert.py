@@ -107,16 +107,19 @@ class Expert(nn.Module):
         return self.item_representations(graph).index_select(0, ids)
 
     def embed(self, inputs: Tensor, graph: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The encoder's input x (B, T, d) and the non-padding mask (B, T).
+        """The encoder's input at the non-padding positions, packed (N, d), and the non-padding mask (B, T).
 
-        Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout; zero at
-        padding.
+        Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout (zero at
+        padding, which the encoder never reads). The rows follow the row-major order of the mask's True positions,
+        the packed input :class:`SequenceEncoder` takes: only those rows are computed.
         """
         valid = inputs != self.pad_id
         t = inputs.size(1)
-        x = self.item_inputs(inputs.reshape(-1), graph).view(*inputs.shape, -1)
-        x = x * math.sqrt(self.hidden_dim) + self.position_embedding.weight[-t:]
-        return self.input_dropout(self.input_norm(x)) * valid.unsqueeze(-1), valid
+        tokens = valid.reshape(-1).nonzero().squeeze(1)
+        items = self.item_inputs(inputs.reshape(-1).index_select(0, tokens), graph)
+        positions = self.position_embedding.weight[-t:].index_select(0, tokens % t)
+        x = items * math.sqrt(self.hidden_dim) + positions
+        return self.input_dropout(self.input_norm(x)), valid
 
     def forward(
         self,

@@ -238,9 +238,9 @@ class SequenceEncoder(nn.Module):
         values); logvar only for the first ``full_rows`` sequences, and not at all when ``full_rows`` is 0.
         With ``logvar=False`` the logvar stack does not run.
         """
-        b, t, d = x.shape
+        b, t = valid.shape
         tokens = valid.reshape(-1).nonzero().squeeze(1)
-        h = x.reshape(b * t, d).index_select(0, tokens)
+        h = self._packed(x, valid, tokens)
         mask = self.attention_mask(valid)
         if full_rows is None:
             mu = run_blocks(self.blocks, self.final_norm, h, tokens, (b, t), mask)
@@ -258,9 +258,20 @@ class SequenceEncoder(nn.Module):
         return mu, logvar, tokens[queries]
 
     @staticmethod
-    def _unpack(packed: Tensor, tokens: Tensor, shape: torch.Size) -> Tensor:
+    def _packed(x: Tensor, valid: Tensor, tokens: Tensor) -> Tensor:
+        """The non-padding rows (N, d) of an input given as (B, T, d), or the input itself if already packed."""
+        if x.dim() == 2:
+            if x.size(0) != len(tokens):
+                raise ValueError(
+                    f"a packed input needs one row per non-padding position ({len(tokens)}), got {x.size(0)} rows"
+                )
+            return x
+        return x.reshape(-1, x.size(-1)).index_select(0, tokens)
+
+    @staticmethod
+    def _unpack(packed: Tensor, tokens: Tensor, valid: Tensor) -> Tensor:
         """Packed tokens back to (B, T, d), zero at padding."""
-        b, t, d = shape
+        (b, t), d = valid.shape, packed.size(-1)
         return packed.new_zeros(b * t, d).index_copy(0, tokens, packed).view(b, t, d)
 
     def gaussian(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -272,7 +283,7 @@ class SequenceEncoder(nn.Module):
         if self.logvar_blocks is None:
             raise ValueError("gaussian() needs the logvar stack (kl_regularizer=True)")
         mu, logvar, tokens = self._packed_stacks(x, valid)
-        return self._unpack(mu, tokens, x.shape), self._unpack(logvar, tokens, x.shape)
+        return self._unpack(mu, tokens, valid), self._unpack(logvar, tokens, valid)
 
     def forward(
         self, x: Tensor, valid: Tensor, last_only: bool = False, full_rows: int | None = None, kl: bool = True
@@ -280,7 +291,8 @@ class SequenceEncoder(nn.Module):
         """Encode.
 
         Args:
-            x: (B, T, d) input representations (already embedded, normalized and with positions).
+            x: (B, T, d) input representations (already embedded, normalized and with positions), or only their
+                N non-padding rows (N, d), in the row-major order of ``valid``'s True positions.
             valid: (B, T) boolean, False at padding positions. The last position must be valid (left padding).
             last_only: return only the last position's output (B, d), as scoring needs: the last block then
                 computes only those rows, and the logvar stack (whose output z = mu does not use) is skipped and
@@ -311,4 +323,4 @@ class SequenceEncoder(nn.Module):
             self.last_kl = kl.new_zeros(rows).index_add_(0, tokens[: len(logvar)] // t, kl)
             if self.sample_latent and self.training:
                 mu = mu + (0.5 * logvar).exp().to(mu.dtype) * torch.randn_like(mu)
-        return self._unpack(mu, tokens, x.shape)
+        return self._unpack(mu, tokens, valid)

@@ -137,3 +137,30 @@ def test_kl_false_is_refused_where_sampling_needs_the_logvar_stack():
     with pytest.raises(ValueError, match="sample_latent"):
         encoder.train()(torch.randn(1, 3, 8), valid, kl=False)
     assert encoder.eval()(torch.randn(1, 3, 8), valid, kl=False).shape == (1, 3, 8)  # evaluation outputs mu
+
+
+def test_a_packed_input_is_its_dense_inputs_non_padding_rows():
+    torch.manual_seed(2)
+    encoder = SequenceEncoder(8, num_blocks=2, num_heads=2, dropout=0.0).eval()
+    valid = torch.tensor([[False, True, True, True], [False, False, True, True]])
+    x = torch.randn(2, 4, 8) * valid.unsqueeze(-1)
+    packed = x[valid]  # row-major order of the True positions: (0, 1), (0, 2), (0, 3), (1, 2), (1, 3)
+    with torch.no_grad():
+        assert torch.equal(encoder(packed, valid), encoder(x, valid))
+        assert torch.equal(encoder(packed, valid, last_only=True), encoder(x, valid, last_only=True))
+    with pytest.raises(ValueError, match=r"one row per non-padding position \(5\), got 4 rows"):
+        encoder(packed[:4], valid)
+
+
+def test_the_expert_embeds_only_the_non_padding_positions():
+    # Eq. 2 at the non-padding positions: LN(E[item] * sqrt(d) + P[position]), with right-aligned positions
+    expert = make_expert(d=16)
+    pad = 20
+    seq = torch.tensor([[pad, pad, 3, 7, 11, 5], [pad, pad, pad, pad, 2, 2]])
+    with torch.no_grad():
+        x, valid = expert.embed(seq, None)
+        table, positions = expert.item_embedding.weight, expert.position_embedding.weight
+        want = [expert.input_norm(table[seq[b, p]] * 4.0 + positions[p]) for b, p in valid.nonzero().tolist()]
+    assert torch.equal(valid, seq != pad)
+    assert x.shape == (6, 16)
+    torch.testing.assert_close(x, torch.stack(want), rtol=0, atol=1e-6)
