@@ -175,8 +175,12 @@ def _bf16_expert_losses(
                 dw = torch.mm(dy.t(), x, out=WORKSPACE.get("dw_low", classes, width, dtype, device))
                 dw = WORKSPACE.get("dw", classes, width, acc, device).copy_(dw)
                 for grad, part in ((grad_w[j], dw[:, :d]), (grad_b[j], dw[:, d])):
-                    if grad is not None:
-                        grad.copy_(part) if start == 0 else grad.add_(part)
+                    if grad is None:
+                        continue
+                    if start == 0:
+                        grad.copy_(part)
+                    else:
+                        grad.add_(part)
     return grad_h, grad_w, grad_b
 
 

@@ -109,9 +109,9 @@ class Expert(nn.Module):
     def embed(self, inputs: Tensor, graph: Tensor | None) -> tuple[Tensor, Tensor]:
         """The encoder's input at the non-padding positions, packed (N, d), and the non-padding mask (B, T).
 
-        Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout (zero at
-        padding, which the encoder never reads). The rows follow the row-major order of the mask's True positions,
-        the packed input :class:`SequenceEncoder` takes: only those rows are computed.
+        Paper Eq. 2: the items' representations times sqrt(d) plus positions, LayerNorm and dropout, computed at
+        the non-padding positions only (the encoder reads nothing else), in the row-major order of the mask's True
+        positions: the packed input :class:`SequenceEncoder` takes.
         """
         valid = inputs != self.pad_id
         t = inputs.size(1)

@@ -100,8 +100,8 @@ def graph_item_input_rows(
     (more layers, the reference code's dropout) take the rows of the whole table.
     """
     if num_layers == 1 and dropout is None and graph is not None:
+        scale = 1.0 / (num_layers + 1)  # G + E = E + mean(E, A_hat E) (Eq. 1, L = 1)
         with torch.autocast(embeddings.device.type, enabled=False):
-            scale = 0.5
             rows = _OneLayerGraphInputRows.apply(embeddings.float(), graph, ids, 1.0 + scale, scale)
             return rows if bias is None else rows + bias.float() * scale
     return graph_item_representations(embeddings, graph, num_layers, dropout, bias).index_select(0, ids)
