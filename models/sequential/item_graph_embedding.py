@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-#: A_hat^T per live graph tensor (by id), coalesced once: the one-layer form's backward pass reads it every step.
-_TRANSPOSED: dict[int, Tensor] = {}
+#: Forms of A_hat built once per live graph tensor (by id and form): its coalesced transpose, which the one-layer
+#: form's whole-table backward reads, and its CSR arrays, from which training reads the rows a batch needs.
+_DERIVED: dict[tuple[int, str], Any] = {}
+
+
+def _derived(graph: Tensor, form: str, build: Callable[[Tensor], Any]) -> Any:
+    key = (id(graph), form)
+    value = _DERIVED.get(key)
+    if value is None:
+        value = _DERIVED[key] = build(graph)
+        weakref.finalize(graph, _DERIVED.pop, key, None)  # forgotten with its graph
+    return value
 
 
 def _transposed(graph: Tensor) -> Tensor:
-    transposed = _TRANSPOSED.get(id(graph))
-    if transposed is None:
-        transposed = _TRANSPOSED[id(graph)] = graph.t().coalesce()
-        weakref.finalize(graph, _TRANSPOSED.pop, id(graph), None)  # forgotten with its graph
-    return transposed
+    return _derived(graph, "transposed", lambda g: g.t().coalesce())
+
+
+def _csr(graph: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A_hat's CSR arrays: row pointers, column indices and values."""
+
+    def build(g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with warnings.catch_warnings():  # only the three arrays are used, not the beta CSR tensor type
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            csr = g.coalesce().to_sparse_csr()
+        return csr.crow_indices(), csr.col_indices(), csr.values()
+
+    return _derived(graph, "csr", build)
 
 
 class _OneLayerGraphInput(torch.autograd.Function):
@@ -37,22 +58,6 @@ class _OneLayerGraphInput(torch.autograd.Function):
         return torch.sparse.addmm(grad, transposed, grad, beta=ctx.beta, alpha=ctx.alpha), None, None, None
 
 
-#: The CSR arrays (row pointers, columns, values) of A_hat per live graph tensor (by id), built once.
-_CSR: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-
-
-def _csr(graph: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    arrays = _CSR.get(id(graph))
-    if arrays is None:
-        coo = graph.coalesce()  # row-major order: each row's entries are contiguous
-        rows, cols = coo.indices()
-        pointers = torch.zeros(graph.size(0) + 1, dtype=torch.long, device=graph.device)
-        pointers[1:] = torch.bincount(rows, minlength=graph.size(0)).cumsum(0)
-        arrays = _CSR[id(graph)] = (pointers, cols, coo.values())
-        weakref.finalize(graph, _CSR.pop, id(graph), None)
-    return arrays
-
-
 class _OneLayerGraphInputRows(torch.autograd.Function):
     """Rows ``ids`` of ``beta E + alpha A_hat E``, computed from the rows of A_hat they need, with their gradient.
 
@@ -65,7 +70,8 @@ class _OneLayerGraphInputRows(torch.autograd.Function):
     def forward(ctx, table: Tensor, graph: Tensor, ids: Tensor, beta: float, alpha: float) -> Tensor:  # noqa: D102
         pointers, columns, values = _csr(graph)
         unique, inverse = torch.unique(ids, return_inverse=True)
-        first, counts = pointers[unique], pointers[unique + 1] - pointers[unique]
+        first = pointers[unique]
+        counts = pointers[unique + 1] - first
         owner = torch.repeat_interleave(torch.arange(len(unique), device=ids.device), counts)  # row of each entry
         offsets = torch.arange(len(owner), device=ids.device) - (counts.cumsum(0) - counts)[owner]
         entries = first[owner] + offsets
