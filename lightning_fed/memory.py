@@ -5,8 +5,10 @@ shape (oneDNN's primitive cache and ideep's LRU cache, 1024 entries each by defa
 non-padding tokens of a batch, so nearly every training batch brings a new shape, and both caches keep growing
 for many rounds: resident memory crept up round after round (a Local Expert federation at d = 256 on FKCB went
 from 7.26 GB to 8.05 GB between rounds 5 and 9) while no Python object or tensor was leaked. Bounding both
-caches to :data:`ONEDNN_CACHE_CAPACITY` entries keeps it flat, with the same results and no measurable cost
-(``benchmarks/round_memory.py`` prints both).
+caches to :data:`ONEDNN_CACHE_CAPACITY` entries keeps it flat, with the same results (``benchmarks/round_memory.py``
+prints both). The bound must hold a training step's working set, or the least recently used primitive is always the
+next one needed: an FMoE-CDSR Food step at d = 256 runs 70-80 distinct primitives, six of them new shapes each step,
+and with 64 entries oneDNN compiled 18 primitives per step instead of 6 (``ONEDNN_VERBOSE``, stop 31).
 
 :func:`release_free_memory` returns the heap memory a client's Trainer freed to the system when the Trainer
 finishes (``federation.release_memory``), under glibc's malloc or under gperftools' tcmalloc.
@@ -35,8 +37,10 @@ from lightning_fed.errors import ConfigurationError
 #: gperftools' tcmalloc as the dynamic loader finds it (Debian/Ubuntu: ``apt install libtcmalloc-minimal4``).
 TCMALLOC = "libtcmalloc_minimal.so.4"
 
-#: Entries kept by each of oneDNN's two primitive caches (0 would crash ideep; it needs at least 1).
-ONEDNN_CACHE_CAPACITY = 64
+#: Entries kept by each of oneDNN's two primitive caches (0 would crash ideep; it needs at least 1): above a
+#: training step's working set of primitives. Each entry holds memory (a Food step's peak: 1.83-1.90 GB with 64,
+#: 1.91-1.95 GB with 128, 1.97-2.05 GB with 256, stop 31).
+ONEDNN_CACHE_CAPACITY = 128
 CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
 

@@ -209,7 +209,7 @@ def test_kept_logit_rows_cover_the_last_chunks_padded_matmul(rows, chunk_size, e
     assert kept_logit_rows(rows, chunk_size) == expected
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+@pytest.mark.parametrize("chunk_size", [1, 7, 16, 1000])
 def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
     # exact in fp64: the expert calls leave y_j = h_j W_j^T + b_j, and L_fuse with its gate gradient follows from them
     torch.manual_seed(6)
@@ -235,6 +235,17 @@ def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
     want = torch.autograd.grad(ref_experts.sum() + 3 * ref_fused, params)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+    # the M rows alone (no padded rows to compute on: a last block of M mod 16 rows) give the same loss and gradient
+    exact_rows = mixture_loss_from_logits([y[:m] for y in kept], gate, targets, chunk_size)
+    torch.testing.assert_close(exact_rows, ref_fused)
+    torch.testing.assert_close(3 * torch.autograd.grad(exact_rows, gate)[0], want[-1])  # only L_fuse reaches the gate
+
+
+def test_the_mixture_from_logits_refuses_logits_shorter_than_the_targets():
+    targets = torch.zeros(5, dtype=torch.long)
+    gate = torch.full((5, 2), 0.5)
+    with pytest.raises(ValueError, match="at least M = 5 rows"):
+        mixture_loss_from_logits([torch.zeros(5, 3), torch.zeros(4, 3)], gate, targets)
 
 
 def test_the_mixture_from_bf16_kept_logits_is_as_close_to_fp64_as_the_stacked_call():
