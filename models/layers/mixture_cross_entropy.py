@@ -173,7 +173,8 @@ def _bf16_expert_losses(
             if need_w[j] or need_b[j]:
                 # into reused buffers: a fresh (C, d + 1) product per chunk, cast on the fly, is slow on CPU
                 dw = torch.mm(dy.t(), x, out=WORKSPACE.get("dw_low", classes, width, dtype, device))
-                dw = WORKSPACE.get("dw", classes, width, acc, device).copy_(dw)
+                if start:  # added in fp32 (a mixed-dtype add_ is slower than a copy and an add); the first is copied
+                    dw = WORKSPACE.get("dw", classes, width, acc, device).copy_(dw)
                 for grad, part in ((grad_w[j], dw[:, :d]), (grad_b[j], dw[:, d])):
                     if grad is None:
                         continue
