@@ -485,8 +485,9 @@ def mixture_loss_from_logits(
     """The gated mixture's cross-entropy ``L_fuse`` (FMoE-CDSR, Eq. 9) from the experts' logits, kept by their losses.
 
     ``y_hat = sum_j g_j y_j`` with the (detached) logits ``y_j = h_j W_j^T + b_j`` that :func:`mixture_cross_entropy`
-    left in its ``keep_logits`` buffers, and ``dL/dg_j = sum_c dy_c y_j,c``: K elementwise passes each way per
-    chunk instead of the two (M x C x K d) matmuls of the gate-only call. The same loss and gate gradient as
+    left in its ``keep_logits`` buffers, and ``dL/dg_j = sum_c dy_c y_j,c``: one pass over each expert's logits
+    each way per chunk (batched products over 16-row blocks) instead of the two (M x C x K d) matmuls of the
+    gate-only call. The same loss and gate gradient as
     ``mixture_cross_entropy(..., gate=gate)`` with detached inputs, rounded in the logits' dtype.
 
     Args:

@@ -203,7 +203,7 @@ class FMoECDSR(SequentialRecommendationTask):
                 the logits (faster, about 4x the activation memory). Same gradients either way.
             fusion_logits: with ``backward="per_expert"``, where the fusion loss L_fuse gets the experts' logits:
                 ``"keep"``: each expert's loss leaves its logits (M x C in the matmul dtype) in a reused buffer and
-                L_fuse and its gate gradient are elementwise passes over them; ``"recompute"``: L_fuse computes
+                L_fuse and its gate gradient are one pass over them each way; ``"recompute"``: L_fuse computes
                 them again, as two matmuls over K d columns, and K M C values less memory. The same loss and
                 gradients up to rounding (bf16 logits summed in bf16 for ``"keep"``).
             eval_experts: the domains whose experts are fused at evaluation (None: all). The paper's RQ4
