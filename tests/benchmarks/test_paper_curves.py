@@ -93,3 +93,21 @@ def test_an_unfinished_runs_summary_is_its_best_round_so_far_without_a_test(tmp_
     (tmp_path / "partial.json").write_text(json.dumps(curves.record("Partial", partial, None, ["a run still going"])))
     assert curves.main([f"Partial={tmp_path / 'partial.json'}"]) == 0
     assert "| Partial | 4 | 2 (so far) | 30.00 | - | - | - |" in capsys.readouterr().out
+
+
+def test_the_title_option_titles_the_figure(saved_run, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    titles = []
+    save = Figure.savefig
+
+    def savefig(figure, *args, **kwargs):  # the title the figure carries when it is written
+        titles.append(figure.axes[0].get_title())
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    curves = _script()
+    assert curves.main([f"Tiny={saved_run}", "--png", str(tmp_path / "a.png"), "--title", "Stop 31's runs"]) == 0
+    assert curves.main([f"Tiny={saved_run}", "--png", str(tmp_path / "b.png")]) == 0
+    assert titles == ["Stop 31's runs", "Validation Avg MRR per round"]
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
