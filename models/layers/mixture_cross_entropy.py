@@ -403,7 +403,9 @@ def _row_blocks(rows: int, block: int) -> list[tuple[int, int, int]]:
     """``(first row, blocks, rows per block)`` covering ``rows`` rows: the whole blocks, then one of the rest."""
     whole = rows // block * block
     parts = [(0, rows // block, block)] if whole else []
-    return parts + [(whole, 1, rows - whole)] if rows > whole else parts
+    if rows > whole:
+        parts.append((whole, 1, rows - whole))
+    return parts
 
 
 def _blocks(x: Tensor, first: int, count: int, size: int) -> Tensor:
