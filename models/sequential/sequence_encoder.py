@@ -104,7 +104,8 @@ class CausalSelfAttentionBlock(nn.Module):
         position = tokens[queries]
         sequence, step = position // t, position % t
         query = nn.functional.linear(q[queries], weight[:d], bias[:d]).view(-1, heads, 1, dh)
-        k, v = k[sequence], v[sequence]  # (Q, heads, T, dh)
+        if len(sequence) != b or not torch.equal(sequence, torch.arange(b, device=sequence.device)):
+            k, v = k[sequence], v[sequence]  # (Q, heads, T, dh); one query per sequence in order needs no copy
         scores = (query @ k.transpose(-1, -2)) * (dh**-0.5)
         allowed = mask[sequence, :, step].unsqueeze(2)  # (Q, 1, 1, T)
         probs = torch.softmax(scores.float().masked_fill(~allowed, float("-inf")), dim=-1).to(v.dtype)
@@ -112,7 +113,14 @@ class CausalSelfAttentionBlock(nn.Module):
 
     @staticmethod
     def _unpack_rows(packed: Tensor, tokens: Tensor, rows: int) -> Tensor:
-        """Packed (N, d) rows scattered into (rows, d) zeros at ``tokens``."""
+        """Packed (N, d) rows scattered into (rows, d) zeros at ``tokens``.
+
+        Under autocast the N rows are cast to its dtype before the scatter (the projections would cast the
+        scattered rows anyway): the same values, with half the bytes to zero, scatter and cast.
+        """
+        device = packed.device.type
+        if torch.is_autocast_enabled(device) and packed.dtype == torch.float32:  # what autocast casts (not fp64)
+            packed = packed.to(torch.get_autocast_dtype(device))
         return packed.new_zeros(rows, packed.size(-1)).index_copy_(0, tokens, packed)
 
     def forward(

@@ -164,3 +164,55 @@ def test_the_expert_embeds_only_the_non_padding_positions():
     assert torch.equal(valid, seq != pad)
     assert x.shape == (6, 16)
     torch.testing.assert_close(x, torch.stack(want), rtol=0, atol=1e-6)
+
+
+def _scatter_then_cast(packed, tokens, rows):
+    """The scatter without the early cast: fp32 rows scattered, the projection's autocast casting after it."""
+    return packed.new_zeros(rows, packed.size(-1)).index_copy_(0, tokens, packed)
+
+
+@pytest.mark.parametrize("block_form", ["pre_norm", "sasrec"])
+def test_under_autocast_the_packed_rows_are_cast_before_the_scatter_with_the_same_results(block_form, monkeypatch):
+    """Casting the N packed rows to bf16 before scattering them gives bit for bit what casting the scattered rows did."""
+    from lightning_fed.models.sequential.sequence_encoder import CausalSelfAttentionBlock
+
+    torch.manual_seed(3)
+    encoder = SequenceEncoder(16, num_blocks=2, num_heads=2, dropout=0.0, block_form=block_form)
+    valid = torch.tensor([[False, False, True, True, True], [True, True, True, True, True],
+                          [False, False, False, True, True]])  # fmt: skip
+    x = torch.randn(3, 5, 16) * valid.unsqueeze(-1)
+
+    def run(last_only):
+        encoder.zero_grad()
+        inputs = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = encoder(inputs, valid, last_only=last_only)
+        out.float().square().sum().backward()
+        return out, inputs.grad, [p.grad.clone() for p in encoder.parameters()]
+
+    results = {last: run(last) for last in (False, True)}
+    tokens = valid.reshape(-1).nonzero().squeeze(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        unpacked = CausalSelfAttentionBlock._unpack_rows(torch.randn(len(tokens), 16), tokens, 15)
+    assert unpacked.dtype == torch.bfloat16 and torch.count_nonzero(unpacked[~valid.reshape(-1)]) == 0
+    monkeypatch.setattr(CausalSelfAttentionBlock, "_unpack_rows", staticmethod(_scatter_then_cast))
+    for last_only, (out, input_grad, grads) in results.items():
+        old_out, old_input_grad, old_grads = run(last_only)
+        assert torch.equal(out, old_out) and torch.equal(input_grad, old_input_grad)
+        assert all(torch.equal(a, b) for a, b in zip(grads, old_grads, strict=True))
+
+
+def test_one_query_per_sequence_in_order_reads_the_keys_in_place():
+    """Scoring's queries (each sequence's last token, in order) skip the per-query copy of K and V: same outputs."""
+    torch.manual_seed(5)
+    encoder = SequenceEncoder(16, num_blocks=1, num_heads=4, dropout=0.0).eval()
+    block = encoder.blocks[0]
+    valid = torch.tensor([[False, True, True, True], [True, True, True, True], [False, False, True, True]])
+    tokens = valid.reshape(-1).nonzero().squeeze(1)
+    x = torch.randn(len(tokens), 16)
+    mask = encoder.attention_mask(valid)
+    last = (tokens % 4 == 3).nonzero().squeeze(1)  # one per sequence, in order: no copy
+    with torch.no_grad():
+        in_order = block._attend_queries(x, None, tokens, (3, 4), mask, last)
+        reversed_order = block._attend_queries(x, None, tokens, (3, 4), mask, last.flip(0))  # the copying path
+    torch.testing.assert_close(in_order, reversed_order.flip(0))
