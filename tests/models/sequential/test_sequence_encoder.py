@@ -173,7 +173,7 @@ def _scatter_then_cast(packed, tokens, rows):
 
 @pytest.mark.parametrize("block_form", ["pre_norm", "sasrec"])
 def test_under_autocast_the_packed_rows_are_cast_before_the_scatter_with_the_same_results(block_form, monkeypatch):
-    """Casting the N packed rows to bf16 before scattering them gives bit for bit what casting the scattered rows did."""
+    """Casting the N packed rows to bf16 before the scatter gives bit for bit what casting the scattered rows did."""
     from lightning_fed.models.sequential.sequence_encoder import CausalSelfAttentionBlock
 
     torch.manual_seed(3)
