@@ -51,6 +51,22 @@ def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
     return losses
 
 
+class _OneHotSubtraction:
+    """``dy = softmax - one-hot`` in place: -1 added at each row's target, for chunks of up to ``rows`` rows.
+
+    ``index_put_`` with ``accumulate``: ``scatter_add_`` and column sums have slow bf16 paths on CPU.
+    """
+
+    def __init__(self, rows: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.rows = torch.arange(rows, device=device)
+        self.minus_one = torch.full((rows,), -1.0, dtype=dtype, device=device)
+
+    def __call__(self, probs: Tensor, targets: Tensor) -> Tensor:
+        """Subtract the one-hot of ``targets`` (n,) from ``probs`` (n, C), in place; returns ``probs``."""
+        n = len(targets)
+        return probs.index_put_((self.rows[:n], targets), self.minus_one[:n], accumulate=True)
+
+
 def _stacked_gate_only_fusion(
     gate: Tensor, targets: Tensor, hs: tuple[Tensor, ...], weights: tuple[Tensor, ...], biases: tuple[Tensor, ...],
     chunk: int, dtype: torch.dtype, grad_gate: Tensor | None,
@@ -78,8 +94,7 @@ def _stacked_gate_only_fusion(
     probs = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
     rows_in = WORKSPACE.get("stacked_rows", chunk_rows, k * d + k, dtype, device)
     back_rows = WORKSPACE.get("stacked_back", chunk_rows, k * d + k, dtype, device)
-    arange = torch.arange(chunk, device=device)
-    minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+    subtract_one_hot = _OneHotSubtraction(chunk, dtype, device)
     total = torch.zeros((), dtype=acc, device=device)
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
@@ -94,7 +109,7 @@ def _stacked_gate_only_fusion(
         t = targets[start : start + n]
         total += _softmax_and_loss(y[:n], t[:, None], probs[:n]).sum()
         if grad_gate is not None:
-            probs[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
+            subtract_one_hot(probs[:n], t)
             back = torch.mm(probs[:p], stacked_w, out=back_rows[:p])[:n].to(acc)  # (n, K d + K)
             for j in range(k):
                 grad_gate[start : start + n, j] = (back[:, j * d : (j + 1) * d] * hs[j][start : start + n]).sum(1)
@@ -146,8 +161,7 @@ def _bf16_expert_losses(
     logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
     d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
     h_c = WORKSPACE.get("expert_rows", chunk_rows, width, dtype, device)
-    arange = torch.arange(chunk, device=device)
-    minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+    subtract_one_hot = _OneHotSubtraction(chunk, dtype, device)
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
         p = padded_rows(n, chunk_rows)
@@ -163,8 +177,7 @@ def _bf16_expert_losses(
             expert_sum[j] += _softmax_and_loss(y, t, d_low[:n]).sum()
             if not (need_h[j] or need_w[j] or need_b[j]):
                 continue
-            # (index_put_: scatter_add_ and column sums have slow bf16 paths on CPU)
-            d_low[:n].index_put_((arange[:n], t[:, 0]), minus_one[:n], accumulate=True)
+            subtract_one_hot(d_low[:n], t[:, 0])
             d_low[n:p].zero_()
             dy = d_low[:p]
             if need_h[j]:
@@ -439,8 +452,7 @@ class _MixtureFromLogits(torch.autograd.Function):
         # in the logits' dtype, as the products need; zero beyond row M
         g_all = torch.zeros((available, k), dtype=dtype, device=device)
         g_all[:rows] = gate.detach()
-        arange = torch.arange(chunk, device=device)
-        minus_one = torch.full((chunk,), -1.0, dtype=dtype, device=device)
+        subtract_one_hot = _OneHotSubtraction(chunk, dtype, device)
         total = torch.zeros((), dtype=acc, device=device)
         with torch.autocast(device.type, enabled=False):
             for start in range(0, rows, chunk):
@@ -460,7 +472,7 @@ class _MixtureFromLogits(torch.autograd.Function):
                 if grad_gate is None:
                     continue
                 dy = probs[:p]
-                dy[:n].index_put_((arange[:n], t), minus_one[:n], accumulate=True)
+                subtract_one_hot(dy[:n], t)
                 dy[n:].zero_()
                 for first, count, size in parts:
                     real = min(first + count * size, n) - first  # the blocks' rows that are chunk rows
