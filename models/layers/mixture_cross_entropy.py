@@ -54,7 +54,8 @@ def _softmax_and_loss(logits: Tensor, targets: Tensor, probs: Tensor) -> Tensor:
 class _OneHotSubtraction:
     """``dy = softmax - one-hot`` in place: -1 added at each row's target, for chunks of up to ``rows`` rows.
 
-    ``index_put_`` with ``accumulate``: ``scatter_add_`` and column sums have slow bf16 paths on CPU.
+    ``index_put_`` with ``accumulate``: ``scatter_add_`` and column sums have slow bf16 paths on CPU. One instance
+    serves every chunk of a call (its index and value rows are made once).
     """
 
     def __init__(self, rows: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -252,6 +253,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
             probs = WORKSPACE.get("probs", chunk_rows, classes, acc, device)
             fused = WORKSPACE.get("fused", chunk_rows, classes, acc, device) if gate is not None else None
             rows_in = WORKSPACE.get("rows", chunk_rows, d, dtype, device)
+            subtract_one_hot = _OneHotSubtraction(chunk, acc, device)
 
             def accumulate_grads(j: int, start: int, n: int, dy_low: Tensor, h_c: Tensor, dy: Tensor):
                 """Accumulate expert j's head and row gradients from the chunk's dy = softmax - one-hot.
@@ -293,7 +295,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     expert_sum[j] += _softmax_and_loss(y, t, probs[:n]).sum()
                     if not (need_h[j] or need_w[j] or need_b[j]):
                         continue
-                    dy = probs[:n].scatter_add_(1, t, torch.full((n, 1), -1.0, dtype=acc, device=device))
+                    dy = subtract_one_hot(probs[:n], t[:, 0])
                     if d_low is None:
                         dy_low = probs[:p]
                     else:
@@ -304,7 +306,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                 if gate is not None:
                     fused_sum += _softmax_and_loss(fused[:n], t, probs[:n]).sum()
                     if need_gate:
-                        d_fused = probs[:n].scatter_add_(1, t, torch.full((n, 1), -1.0, dtype=acc, device=device))
+                        d_fused = subtract_one_hot(probs[:n], t[:, 0])
                         for j in range(k):
                             # (mixed-dtype elementwise ops are slow on CPU: copy first, then multiply in place)
                             product = work[:n].copy_(low[j][:n]).mul_(d_fused)
