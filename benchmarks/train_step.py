@@ -9,6 +9,7 @@ step), "eval_s": median seconds to evaluate Food's validation set (1307 sequence
     python benchmarks/train_step.py --precision 32       # fp32
     python benchmarks/train_step.py --backward joint     # all experts in one backward pass (more memory)
     python benchmarks/train_step.py --fusion-logits recompute   # L_fuse recomputes the logits (less memory)
+    python benchmarks/train_step.py --expert-chunk-size 512     # each expert's loss in chunks of 512 rows
     python benchmarks/train_step.py --variant configs/variants/reference.yaml   # the reference code's behaviour
     python benchmarks/train_step.py --allocator tcmalloc   # on gperftools' tcmalloc (libtcmalloc-minimal4)
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--chunk-size", type=int, default=None, help="loss_chunk_size (default: the model's)")
+    parser.add_argument("--expert-chunk-size", type=int, default=None, help="expert_chunk_size (default: the model's)")
     parser.add_argument("--backward", choices=["per_expert", "joint"], default="per_expert")
     parser.add_argument("--fusion-logits", choices=["keep", "recompute"], default="keep")
     parser.add_argument("--threads", type=int, default=None)
@@ -110,6 +112,8 @@ def main() -> None:
     datamodule = FKCB(batch_size=args.batch_size, **data_kwargs).client_datamodules()["Food"]
     datamodule.setup()
     kwargs = {"loss_chunk_size": args.chunk_size} if args.chunk_size else {}
+    if args.expert_chunk_size:
+        kwargs["expert_chunk_size"] = args.expert_chunk_size
     kwargs.update(model_kwargs)
     model = FMoECDSR(hidden_dim=args.hidden_dim, backward=args.backward, fusion_logits=args.fusion_logits, **kwargs)
     model.build(datamodule)

@@ -14,7 +14,8 @@ class FederatedRound(Callback):
     """Downloads before a round's local training and before evaluation; uploads after the local epochs.
 
     One instance per client, kept across rounds: it also carries the client's optimizer state from one
-    round's ``Trainer.fit`` to the next (every ``fit`` builds a new optimizer), as a real client would.
+    round's ``Trainer.fit`` to the next (every ``fit`` builds a new optimizer), as a real client would, and frees
+    the module's gradients when a round's training ends.
 
     Args:
         client: the client's name.
@@ -39,9 +40,16 @@ class FederatedRound(Callback):
             for optimizer, state in zip(trainer.optimizers, self.optimizer_states):
                 optimizer.load_state_dict(state)
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Keep the optimizer state for the next round; drop the gradients.
+
+        The client idles until its next round, whose first step sets the gradients anew; a federation that keeps
+        every client in one process would otherwise hold all of their gradients (FKCB at the paper's configuration:
+        about 0.8 GB).
+        """
         # No copy: this round's optimizer is dropped after fit, and the next one takes these tensors over.
         self.optimizer_states = [opt.state_dict() for opt in trainer.optimizers]
+        pl_module.zero_grad(set_to_none=True)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
         num_examples = len(trainer.train_dataloader.dataset)

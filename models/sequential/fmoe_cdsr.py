@@ -157,6 +157,7 @@ class FMoECDSR(SequentialRecommendationTask):
         input_norm_eps: float = 1e-5,
         loss_normalization: Literal["valid_positions", "all_positions"] = "valid_positions",
         loss_chunk_size: int = 512,
+        expert_chunk_size: int = 2048,
         backward: Literal["per_expert", "joint"] = "per_expert",
         fusion_logits: Literal["keep", "recompute"] = "keep",
         eval_experts: list[str] | None = None,
@@ -197,7 +198,13 @@ class FMoECDSR(SequentialRecommendationTask):
             loss_normalization: ``"valid_positions"``: each cross-entropy (and KL) is a mean over the positions
                 that have a target; ``"all_positions"``: a masked sum divided by B * T, padding counted (reference
                 code, point 4; the contrast, a mean over the batch, then weighs about twice as much).
-            loss_chunk_size: rows per chunk of the full-softmax cross-entropy (memory knob, same math).
+            loss_chunk_size: rows per chunk of the full-softmax cross-entropies that mix the experts' logits: L_fuse,
+                and every loss of ``backward="joint"`` (memory knob, same math).
+            expert_chunk_size: rows per chunk of each expert's own full-softmax cross-entropy with
+                ``backward="per_expert"`` (memory knob, same math up to rounding). Its gradient ``softmax - one-hot``
+                (chunk x C in the matmul dtype) is alive for one expert at a time; a chunk that holds all of a batch's
+                rows (2048: FKCB's batches of 256 have about 1,900) takes the head gradient as one product, with no
+                accumulation over chunks.
             backward: ``"per_expert"`` backpropagates one expert at a time (only one expert's activations alive:
                 least memory); ``"joint"`` computes all experts' losses and the fusion loss in one pass over
                 the logits (faster, about 4x the activation memory). Same gradients either way.
@@ -217,6 +224,7 @@ class FMoECDSR(SequentialRecommendationTask):
         super().__init__(lr=lr, weight_decay=weight_decay, ranking=ranking, adam_betas=adam_betas)
         self.check_encoder_arguments(hidden_dim, num_blocks, num_heads, dropout)
         check_integer("model.init_args.loss_chunk_size", loss_chunk_size)
+        check_integer("model.init_args.expert_chunk_size", expert_chunk_size)
         if not input_norm_eps > 0:
             raise ConfigurationError(f"model.init_args.input_norm_eps must be positive, got {input_norm_eps!r}")
         self.save_hyperparameters()
@@ -342,11 +350,11 @@ class FMoECDSR(SequentialRecommendationTask):
         kept = None
         if self.net.gate is not None and hp.fusion_logits == "keep":
             head = self.net.experts[0].head.weight
-            kept = kept_logit_buffers(len(self.net.experts), len(row_targets), head.size(0), hp.loss_chunk_size, head)
+            kept = kept_logit_buffers(len(self.net.experts), len(row_targets), head.size(0), hp.expert_chunk_size, head)
         for j, expert in enumerate(self.net.experts):
             z, view = self._encode(expert, inputs, augmented)
             (next_item,), _ = mixture_cross_entropy(
-                [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.loss_chunk_size,
+                [z[rows]], [expert.head.weight], [expert.head.bias], row_targets, chunk_size=hp.expert_chunk_size,
                 denominator=denominator, keep_logits=None if kept is None else [kept[j]],
             )  # fmt: skip
             loss = next_item

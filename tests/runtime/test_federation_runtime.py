@@ -69,6 +69,26 @@ def test_two_rounds_keep_optimizer_state_and_exchange_encoders(tmp_path):
         assert torch.equal(value, beauty_state[f"net.experts.0.{name}"])
 
 
+def test_the_round_callback_keeps_the_optimizer_state_and_frees_the_gradients():
+    from types import SimpleNamespace
+
+    from lightning_fed.callbacks import FederatedRound
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(module.parameters())
+    module(torch.randn(4, 3)).square().sum().backward()
+    optimizer.step()
+    moments = {k: v["exp_avg"].clone() for k, v in optimizer.state_dict()["state"].items()}
+    sync = FederatedRound("Food", server=None)
+    sync.on_train_end(SimpleNamespace(optimizers=[optimizer]), module)
+    assert all(p.grad is None for p in module.parameters())
+    (kept,) = sync.optimizer_states
+    assert set(kept["state"]) == set(moments)
+    for k, value in moments.items():
+        assert torch.equal(kept["state"][k]["exp_avg"], value)
+
+
 def test_template_model_is_not_modified(tmp_path):
     scenario = FKCB(domains=["Beauty"], max_sequences=32, batch_size=32, num_negatives=99)
     federation = Federation(rounds=1, local_epochs=1, strategy=ExpertExchange())

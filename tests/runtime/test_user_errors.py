@@ -45,6 +45,7 @@ def assert_user_error(proc, *expected):
         ("--data.init_args.batch_size=0", ["data.init_args.batch_size"]),
         ("--data.init_args.domains=[Food, Food]", ["data.init_args.domains", "distinct"]),
         ("--model.init_args.gate=xx", ["model.init_args.gate", "xx"]),
+        ("--model.init_args.expert_chunk_size=0", ["model.init_args.expert_chunk_size", "at least 1", "0"]),
         ("--model.init_args.foo=1", ["model", "'foo'"]),
         ("--federation.rounds=abc", ["federation.rounds", "abc"]),
         ("--trainer.max_epochs=3", ["trainer.max_epochs", "federation.local_epochs"]),

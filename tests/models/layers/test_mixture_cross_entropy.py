@@ -209,9 +209,12 @@ def test_kept_logit_rows_cover_the_last_chunks_padded_matmul(rows, chunk_size, e
     assert kept_logit_rows(rows, chunk_size) == expected
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 16, 1000])
-def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
-    # exact in fp64: the expert calls leave y_j = h_j W_j^T + b_j, and L_fuse with its gate gradient follows from them
+@pytest.mark.parametrize(
+    ("chunk_size", "fusion_chunk_size"), [(1, 1), (7, 7), (16, 16), (1000, 1000), (1000, 7), (7, 16), (5, 1000)]
+)
+def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size, fusion_chunk_size):
+    # exact in fp64: the expert calls leave y_j = h_j W_j^T + b_j, and L_fuse with its gate gradient follows from them,
+    # also in chunks of another size (FMoE-CDSR's expert_chunk_size and loss_chunk_size)
     torch.manual_seed(6)
     m, d, c, k = 23, 6, 40, 3
     hs = [torch.randn(m, d, dtype=torch.float64, requires_grad=True) for _ in range(k)]
@@ -226,7 +229,7 @@ def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
               for h, w, b, y in zip(hs, ws, bs, kept)]  # fmt: skip
     for h, w, b, y in zip(hs, ws, bs, kept):
         torch.testing.assert_close(y[:m], (h @ w.t() + b).detach())
-    fused = mixture_loss_from_logits(kept, gate, targets, chunk_size)
+    fused = mixture_loss_from_logits(kept, gate, targets, fusion_chunk_size)
     ref_experts, ref_fused = naive(hs, ws, bs, targets, gate)
     torch.testing.assert_close(torch.cat(losses), ref_experts)  # keeping the logits leaves the expert losses alone
     torch.testing.assert_close(fused, ref_fused)
@@ -236,7 +239,7 @@ def test_the_mixture_from_kept_logits_equals_the_gate_only_call(chunk_size):
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
     # the M rows alone (no padded rows to compute on: a last block of M mod 16 rows) give the same loss and gradient
-    exact_rows = mixture_loss_from_logits([y[:m] for y in kept], gate, targets, chunk_size)
+    exact_rows = mixture_loss_from_logits([y[:m] for y in kept], gate, targets, fusion_chunk_size)
     torch.testing.assert_close(exact_rows, ref_fused)
     torch.testing.assert_close(3 * torch.autograd.grad(exact_rows, gate)[0], want[-1])  # only L_fuse reaches the gate
 

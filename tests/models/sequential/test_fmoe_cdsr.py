@@ -156,14 +156,22 @@ def test_fedsasrec_shares_only_its_encoder(food):
 
 
 @pytest.mark.parametrize(
-    ("mode", "fusion_logits"), [("per_expert", "keep"), ("per_expert", "recompute"), ("joint", "keep")]
+    ("mode", "fusion_logits", "chunks"),
+    [
+        ("per_expert", "keep", {}),
+        ("per_expert", "recompute", {}),
+        ("joint", "keep", {}),
+        # the experts' losses and L_fuse in chunks of other sizes, neither a multiple of the padded matmul rows
+        ("per_expert", "keep", {"expert_chunk_size": 40, "loss_chunk_size": 24}),
+        ("per_expert", "recompute", {"expert_chunk_size": 24, "loss_chunk_size": 40}),
+    ],
 )
-def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode, fusion_logits):
+def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode, fusion_logits, chunks):
     from lightning_fed.datamodules import IGNORE_TARGET
     from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
     from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 
-    model = build(food, backward=mode, fusion_logits=fusion_logits)
+    model = build(food, backward=mode, fusion_logits=fusion_logits, **chunks)
     model.hparams.dropout = 0.0
     for module in model.modules():
         if hasattr(module, "p"):
