@@ -20,7 +20,8 @@ Prints one final JSON line with the medians of the timed steps, their ``step_s``
 ``allocator``.
 
     python benchmarks/step_breakdown.py                    # client Food
-    python benchmarks/step_breakdown.py --client Kitchen   # the largest head (32,919 items)
+    python benchmarks/step_breakdown.py --client Kitchen   # Kitchen's head (32,919 items)
+    python benchmarks/step_breakdown.py --expert-chunk-size 512 --chunk-size 512   # other loss chunks
 """
 
 from __future__ import annotations
@@ -83,13 +84,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=7, help="timed steps (after 3 warm-up steps)")
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--chunk-size", type=int, default=None, help="loss_chunk_size (default: the model's)")
+    parser.add_argument("--expert-chunk-size", type=int, default=None, help="expert_chunk_size (default: the model's)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*self.log.*")
     torch.manual_seed(0)
 
     datamodule = FKCB(batch_size=args.batch_size).client_datamodules()[args.client]
     datamodule.setup()
-    model = FMoECDSR(hidden_dim=args.hidden_dim)
+    chunks = {"loss_chunk_size": args.chunk_size, "expert_chunk_size": args.expert_chunk_size}
+    model = FMoECDSR(hidden_dim=args.hidden_dim, **{k: v for k, v in chunks.items() if v is not None})
     model.build(datamodule)
     optimizer = model.configure_optimizers()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)

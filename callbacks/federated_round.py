@@ -43,9 +43,10 @@ class FederatedRound(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Keep the optimizer state for the next round; drop the gradients.
 
-        The client idles until its next round, whose first step sets the gradients anew; a federation that keeps
-        every client in one process would otherwise hold all of their gradients (FKCB at the paper's configuration:
-        about 0.8 GB).
+        The next step to read them is the next round's first, which sets them anew. Lightning drops them only when
+        the client's next evaluation starts: in a federation that keeps every client in one process they would stay
+        alive while the other clients train (FKCB at the paper's configuration: 0.11 GB for Food, 0.28 GB for
+        Clothing; 0.79 GB for all four).
         """
         # No copy: this round's optimizer is dropped after fit, and the next one takes these tensors over.
         self.optimizer_states = [opt.state_dict() for opt in trainer.optimizers]
