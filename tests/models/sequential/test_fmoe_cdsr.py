@@ -168,7 +168,8 @@ def test_fedsasrec_shares_only_its_encoder(food):
 )
 def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode, fusion_logits, chunks):
     from lightning_fed.datamodules import IGNORE_TARGET
-    from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+    from lightning_fed.models.layers.mixture_cross_entropy import kept_logit_rows, mixture_cross_entropy
+    from lightning_fed.models.layers.workspace import WORKSPACE
     from lightning_fed.models.sequential.contrastive import nt_xent, shuffle_items
 
     model = build(food, backward=mode, fusion_logits=fusion_logits, **chunks)
@@ -178,9 +179,14 @@ def test_backward_modes_equal_one_backward_of_the_total_loss(food, mode, fusion_
             module.p = 0.0
     model.train()
     batch = next(iter(food.train_dataloader()))
+    WORKSPACE.clear()
     torch.manual_seed(5)
     total = model.backward_step(batch)
     split = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    if fusion_logits == "keep" and mode == "per_expert":  # the kept logits hold the experts' chunks' padded rows
+        m, classes = int((batch[1] != IGNORE_TARGET).sum()), model.net.experts[0].head.weight.size(0)
+        kept = WORKSPACE.buffers["kept0", torch.float32, torch.device("cpu")]
+        assert kept.numel() == kept_logit_rows(m, model.hparams.expert_chunk_size) * classes
     model.zero_grad()
 
     inputs, targets = batch
