@@ -202,9 +202,10 @@ class FMoECDSR(SequentialRecommendationTask):
                 and every loss of ``backward="joint"`` (memory knob, same math).
             expert_chunk_size: rows per chunk of each expert's own full-softmax cross-entropy with
                 ``backward="per_expert"`` (memory knob, same math up to rounding). Its gradient ``softmax - one-hot``
-                (chunk x C in the matmul dtype) is alive for one expert at a time; a chunk that holds all of a batch's
-                rows (2048: FKCB's batches of 256 have about 1,900) takes the head gradient as one product, with no
-                accumulation over chunks.
+                (chunk x C in the matmul dtype) is alive for one expert at a time. With 2048 rows the head gradient of
+                a batch is one product (two for FKCB's larger batches of 256, which hold up to 2,432 rows) instead of
+                a sum over 512-row chunks: faster under bf16 autocast. In fp32 it is not, and its buffers are fp32:
+                ``configs/variants/reference.yaml`` sets 512.
             backward: ``"per_expert"`` backpropagates one expert at a time (only one expert's activations alive:
                 least memory); ``"joint"`` computes all experts' losses and the fusion loss in one pass over
                 the logits (faster, about 4x the activation memory). Same gradients either way.
