@@ -68,6 +68,30 @@ class _OneHotSubtraction:
         return probs.index_put_((self.rows[:n], targets), self.minus_one[:n], accumulate=True)
 
 
+def _transposed_head(w: Tensor, out: Tensor) -> Tensor:
+    """W^T (d, C) of a head ``w`` (C, d), written into ``out`` (d, C) in its dtype; returns ``out``.
+
+    The loss's products read the heads transposed, (d, C): oneDNN's bf16 products run faster with that operand
+    laid out row by row. A head stored transposed (:class:`~lightning_fed.models.layers.item_head.ItemHead`) is then
+    one contiguous cast. On CPU any other head is cast as it is and transposed by a product with the identity
+    (exact), several times faster there than a transposing copy.
+    """
+    if w.t().is_contiguous() or w.device.type != "cpu":
+        return out.copy_(w.t())
+    rows = WORKSPACE.get("head_cast", *w.shape, out.dtype, out.device).copy_(w)
+    return torch.mm(torch.eye(w.size(1), dtype=out.dtype, device=out.device), rows.t(), out=out)
+
+
+def _transposed_gradient(w: Tensor, dtype: torch.dtype, zero: bool) -> Tensor:
+    """A (C, d) gradient for head ``w`` stored as the transposed view of a contiguous (d, C) tensor.
+
+    The loss writes it as (d, C) rows; for an :class:`~lightning_fed.models.layers.item_head.ItemHead` it has the
+    parameter's own layout, so autograd takes it as it is.
+    """
+    make = torch.zeros if zero else torch.empty
+    return make(w.size(1), w.size(0), dtype=dtype, device=w.device).t()
+
+
 def _stacked_gate_only_fusion(
     gate: Tensor, targets: Tensor, hs: tuple[Tensor, ...], weights: tuple[Tensor, ...], biases: tuple[Tensor, ...],
     chunk: int, dtype: torch.dtype, grad_gate: Tensor | None,
@@ -84,12 +108,12 @@ def _stacked_gate_only_fusion(
     d = hs[0].size(1)
     acc = torch.float32
     rows, classes = targets.numel(), weights[0].size(0)
-    # (C, K d + K), copied into a reused buffer: a fresh one (or an fp32 concatenation first) costs a page fault
-    # per page, several times the copy itself in the middle of a training step
-    stacked_w = WORKSPACE.get("stacked_w", classes, k * d + k, dtype, device)
+    # [W | B^T]^T, (K d + K, C), in a reused buffer: a fresh one (or an fp32 concatenation first) costs a page
+    # fault per page, several times the copy itself in the middle of a training step
+    stacked_t = WORKSPACE.get("stacked_w", k * d + k, classes, dtype, device)
     for j in range(k):
-        stacked_w[:, j * d : (j + 1) * d].copy_(weights[j])
-        stacked_w[:, k * d + j].copy_(biases[j])
+        _transposed_head(weights[j], stacked_t[j * d : (j + 1) * d])
+        stacked_t[k * d + j].copy_(biases[j])
     chunk_rows = padded_rows(chunk)
     logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
     probs = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
@@ -106,12 +130,12 @@ def _stacked_gate_only_fusion(
             torch.mul(hs[j][start : start + n], g[:, j : j + 1], out=x[:n, j * d : (j + 1) * d])
         x[:n, k * d :] = g
         x[n:].zero_()
-        y = torch.mm(x, stacked_w.t(), out=logits[:p])
+        y = torch.mm(x, stacked_t, out=logits[:p])
         t = targets[start : start + n]
         total += _softmax_and_loss(y[:n], t[:, None], probs[:n]).sum()
         if grad_gate is not None:
             subtract_one_hot(probs[:n], t)
-            back = torch.mm(probs[:p], stacked_w, out=back_rows[:p])[:n].to(acc)  # (n, K d + K)
+            back = torch.mm(probs[:p], stacked_t.t(), out=back_rows[:p])[:n].to(acc)  # (n, K d + K)
             for j in range(k):
                 grad_gate[start : start + n, j] = (back[:, j * d : (j + 1) * d] * hs[j][start : start + n]).sum(1)
             grad_gate[start : start + n] += back[:, k * d :]
@@ -138,10 +162,12 @@ def _bf16_expert_losses(
 
     Each chunk's logits ``[h | 1 | 0] [W | b | 0]^T`` are one bf16 matmul (the bias in an extra column, see
     :data:`AUGMENTED_MULTIPLE`), their softmax is taken in bf16 (fp32 inside the kernel) and ``dy = softmax -
-    one-hot`` stays bf16, as its matmuls need: ``dh = dy W`` and ``[dW | db] = dy^T [h | 1]``, the bias gradient
-    being the extra column of the weight gradient's product. The summed losses are added to ``expert_sum``;
-    gradients are accumulated in fp32 over the chunks. ``keep_logits`` (or None): buffers that keep each expert's
-    logits, as :func:`mixture_cross_entropy` documents.
+    one-hot`` stays bf16, as its matmuls need: ``dh = dy W`` and ``[dW | db]^T = [h | 1]^T dy``, the bias gradient
+    being the extra row of the weight gradient's product. The heads are read transposed, ``[W | b | 0]^T`` (see
+    :func:`_transposed_head`), and ``[h | 1]^T`` is a contiguous copy: oneDNN runs both products faster so than on
+    transposed views. The summed losses are added to ``expert_sum``; gradients are accumulated in fp32 over the
+    chunks. ``keep_logits`` (or None): buffers that keep each expert's logits, as :func:`mixture_cross_entropy`
+    documents.
     """
     need_h, need_w, need_b = need
     device, acc = hs[0].device, torch.float32
@@ -149,19 +175,21 @@ def _bf16_expert_losses(
     width = augmented_width(d)
     chunk_rows = padded_rows(chunk)  # matmuls on padded row counts (static_shapes): rows n..p of h and dy are zero
     grad_h = [torch.empty(h.shape, dtype=acc, device=device) if n else None for h, n in zip(hs, need_h)]
-    grad_w = [torch.empty(w.shape, dtype=acc, device=device) if n else None for w, n in zip(weights, need_w)]
+    grad_w = [_transposed_gradient(w, acc, zero=False) if n else None for w, n in zip(weights, need_w)]
     grad_b = [torch.empty(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
-    # the heads with their bias column, in reused buffers: a fresh multi-MB buffer costs a page fault per page
+    # the heads with their bias row, (d + 1 + pad, C), in reused buffers: a fresh multi-MB buffer costs a page fault
+    # per page
     heads = []
     for j, (w, b) in enumerate(zip(weights, biases)):
-        head = WORKSPACE.get(f"w{j}", classes, width, dtype, device)
-        head[:, :d].copy_(w)
-        head[:, d].copy_(b)
-        head[:, d + 1 :].zero_()
+        head = WORKSPACE.get(f"w{j}", width, classes, dtype, device)
+        _transposed_head(w, head[:d])
+        head[d].copy_(b)
+        head[d + 1 :].zero_()
         heads.append(head)
     logits = WORKSPACE.get("low0", chunk_rows, classes, dtype, device)
     d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device)
     h_c = WORKSPACE.get("expert_rows", chunk_rows, width, dtype, device)
+    h_t = WORKSPACE.get("expert_rows_t", width, chunk_rows, dtype, device)
     subtract_one_hot = _OneHotSubtraction(chunk, dtype, device)
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
@@ -174,7 +202,7 @@ def _bf16_expert_losses(
             x[:n, d + 1 :].zero_()
             x[n:].zero_()
             out = logits[:p] if keep_logits is None else keep_logits[j][start : start + p]
-            y = torch.mm(x, heads[j].t(), out=out)[:n]
+            y = torch.mm(x, heads[j], out=out)[:n]
             expert_sum[j] += _softmax_and_loss(y, t, d_low[:n]).sum()
             if not (need_h[j] or need_w[j] or need_b[j]):
                 continue
@@ -183,13 +211,14 @@ def _bf16_expert_losses(
             dy = d_low[:p]
             if need_h[j]:
                 back = WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p]
-                grad_h[j][start : start + n] = torch.mm(dy, heads[j][:, :d], out=back)[:n]
+                grad_h[j][start : start + n] = torch.mm(dy, heads[j][:d].t(), out=back)[:n]
             if need_w[j] or need_b[j]:
-                # into reused buffers: a fresh (C, d + 1) product per chunk, cast on the fly, is slow on CPU
-                dw = torch.mm(dy.t(), x, out=WORKSPACE.get("dw_low", classes, width, dtype, device))
+                # into reused buffers: a fresh (d + 1 + pad, C) product per chunk, cast on the fly, is slow on CPU
+                x_t = h_t[:, :p].copy_(x.t())
+                dw = torch.mm(x_t, dy, out=WORKSPACE.get("dw_low", width, classes, dtype, device))
                 if start:  # added in fp32 (a mixed-dtype add_ is slower than a copy and an add); the first is copied
-                    dw = WORKSPACE.get("dw", classes, width, acc, device).copy_(dw)
-                for grad, part in ((grad_w[j], dw[:, :d]), (grad_b[j], dw[:, d])):
+                    dw = WORKSPACE.get("dw", width, classes, acc, device).copy_(dw)
+                for grad, part in ((None if grad_w[j] is None else grad_w[j].t(), dw[:d]), (grad_b[j], dw[d])):
                     if grad is None:
                         continue
                     if start == 0:
@@ -208,8 +237,9 @@ class _MixtureCrossEntropy(torch.autograd.Function):
         hs, weights, biases = tensors[:k], tensors[k : 2 * k], tensors[2 * k :]
         device = hs[0].device
         dtype = _compute_dtype(device, hs[0].dtype)
-        rows, classes = targets.numel(), weights[0].size(0)
+        rows, classes, d = targets.numel(), weights[0].size(0), hs[0].size(1)
         chunk = min(chunk_size, rows)
+        chunk_rows = padded_rows(chunk)
         acc = torch.promote_types(dtype, torch.float32)  # softmax statistics: fp32 (fp64 for fp64 inputs)
         needs = ctx.needs_input_grad
         need_h = [with_grads and needs[7 + j] for j in range(k)]
@@ -235,17 +265,16 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                 grads = (None, grad_h, grad_w, grad_b)
                 return _MixtureCrossEntropy._keep(ctx, grads, gate, tensors, expert_sum, fused_sum, denominator)
             grad_h = [torch.empty(h.shape, dtype=acc, device=device) if n else None for h, n in zip(hs, need_h)]
-            grad_w = [torch.zeros(w.shape, dtype=acc, device=device) if n else None for w, n in zip(weights, need_w)]
+            grad_w = [_transposed_gradient(w, acc, zero=True) if n else None for w, n in zip(weights, need_w)]
             grad_b = [torch.zeros(b.shape, dtype=acc, device=device) if n else None for b, n in zip(biases, need_b)]
-            # the heads in the matmul dtype, in reused buffers (as the stacked weights above)
-            w_c = [
-                w if w.dtype == dtype else WORKSPACE.get(f"w{j}", *w.shape, dtype, device).copy_(w)
+            # the heads transposed, (d, C), in the matmul dtype: in reused buffers (as the stacked weights above)
+            w_t = [
+                w.t() if w.dtype == dtype else _transposed_head(w, WORKSPACE.get(f"w{j}", d, classes, dtype, device))
                 for j, w in enumerate(weights)
             ]
             b_c = [b.to(dtype) for b in biases]
             # The gate's gradient needs every expert's logits of the chunk: keep them (in the matmul dtype).
             # matmuls on padded row counts (static_shapes): rows n..p of a chunk's h and dy are zero
-            chunk_rows, d = padded_rows(chunk), hs[0].size(1)
             low = [WORKSPACE.get(f"low{j}", chunk_rows, classes, dtype, device) for j in range(k if need_gate else 1)]
             d_low = WORKSPACE.get("d_low", chunk_rows, classes, dtype, device) if dtype != acc else None
             # here with fp32 (or fp64) inputs, or a bf16 call with a gate and expert losses (one joint backward)
@@ -264,14 +293,16 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                 if need_b[j]:
                     grad_b[j].add_(dy.sum(0))
                 if need_h[j]:
-                    back = torch.mm(dy_low, w_c[j], out=WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p])
+                    back = torch.mm(dy_low, w_t[j].t(), out=WORKSPACE.get("d_rows", chunk_rows, d, dtype, device)[:p])
                     grad_h[j][start : start + n] = back[:n]
                 if need_w[j]:
-                    # into reused buffers: a fresh (C, d) product per chunk, cast on the fly, is slow on CPU
-                    dw = torch.mm(dy_low.t(), h_c, out=WORKSPACE.get("dw_low", classes, h_c.size(1), dtype, device))
+                    # dW^T = h^T dy from a contiguous h^T, into reused buffers: a fresh (d, C) product per chunk,
+                    # cast on the fly, is slow on CPU
+                    h_t = WORKSPACE.get("rows_t", d, chunk_rows, dtype, device)[:, :p].copy_(h_c.t())
+                    dw = torch.mm(h_t, dy_low, out=WORKSPACE.get("dw_low", d, classes, dtype, device))
                     if dtype != acc:
-                        dw = WORKSPACE.get("dw", classes, h_c.size(1), acc, device).copy_(dw)
-                    grad_w[j].add_(dw)
+                        dw = WORKSPACE.get("dw", d, classes, acc, device).copy_(dw)
+                    grad_w[j].t().add_(dw)
 
             for start in range(0, rows, chunk):
                 n = min(chunk, rows - start)
@@ -282,7 +313,7 @@ class _MixtureCrossEntropy(torch.autograd.Function):
                     h_c[:n].copy_(hs[j][start : start + n])
                     h_c[n:].zero_()
                     out = low[j if need_gate else 0][:p] if keep_logits is None else keep_logits[j][start : start + p]
-                    y_low = torch.addmm(b_c[j], h_c, w_c[j].t(), out=out)[:n]
+                    y_low = torch.addmm(b_c[j], h_c, w_t[j], out=out)[:n]
                     y = y_low if dtype == acc else work[:n].copy_(y_low)
                     if gate is not None:
                         g = gate[start : start + n, j : j + 1].to(acc)

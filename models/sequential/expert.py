@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.models.layers.fast_dropout import Dropout
+from lightning_fed.models.layers.item_head import ItemHead
 from lightning_fed.models.layers.precision import full_precision
 from lightning_fed.models.layers.workspace import WORKSPACE
 from lightning_fed.models.sequential.item_graph_embedding import graph_item_input_rows, graph_item_representations
@@ -51,7 +52,7 @@ class Expert(nn.Module):
         self.input_norm = nn.LayerNorm(hidden_dim, eps=input_norm_eps)
         self.input_dropout = Dropout(dropout)
         self.encoder = encoder
-        self.head = nn.Linear(hidden_dim, num_items + 1) if with_head else None
+        self.head = ItemHead(hidden_dim, num_items + 1) if with_head else None
         reference_graph = graph_form == "dropout_bias" and gnn_layers > 0
         self.graph_dropout = Dropout(dropout) if reference_graph else None
         self.graph_bias = nn.Parameter(torch.zeros(hidden_dim)) if reference_graph else None
@@ -149,7 +150,7 @@ class Expert(nn.Module):
         return head_candidate_scores(self.head, self.pad_id, z_last, candidates)
 
 
-def head_candidate_scores(head: nn.Linear, num_items: int, z_last: Tensor, candidates: Tensor | None) -> Tensor:
+def head_candidate_scores(head: ItemHead, num_items: int, z_last: Tensor, candidates: Tensor | None) -> Tensor:
     """Scores (B, C) of candidate items (B, C) from last-position outputs (B, d); (B, N) for all items if None.
 
     The head's row N (padding) is never a candidate. Always fp32, outside autocast

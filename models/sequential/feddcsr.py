@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_fed.errors import ConfigurationError, check_integer
+from lightning_fed.models.layers.item_head import ItemHead
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
 from lightning_fed.models.sequential.augmentations import AugmentedViews
 from lightning_fed.models.sequential.averaged_modules import AveragedModulesTask
@@ -115,7 +116,7 @@ class FedDCSR(AveragedModulesTask):
         self.save_hyperparameters()
         self.shared: Expert | None = None
         self.exclusive: Expert | None = None
-        self.head: nn.Linear | None = None
+        self.head: ItemHead | None = None
         self.discriminator: PairDiscriminator | None = None
         self.batch_rows: int | None = None
         self._last_shared_batch: Tensor | None = None
@@ -143,7 +144,7 @@ class FedDCSR(AveragedModulesTask):
             )  # fmt: skip
 
         self.shared, self.exclusive = branch(), branch()
-        self.head = nn.Linear(hp.hidden_dim, datamodule.num_items + 1)
+        self.head = ItemHead(hp.hidden_dim, datamodule.num_items + 1)
         self.discriminator = PairDiscriminator(datamodule.max_seq_len, hp.hidden_dim)
         self.batch_rows = datamodule.batch_size
         self.register_buffer("item_graph", datamodule.item_graph, persistent=False)
