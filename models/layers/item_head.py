@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,8 @@ class ItemHead(nn.Module):
     parameter itself is contiguous: fused Adam's CPU kernel walks a parameter and its gradient in memory order,
     and ran about three times slower on parameters with transposed strides.
 
-    A state dict saved with an ``nn.Linear`` head (``weight``, (C, d)) loads into it.
+    A state dict saved with an ``nn.Linear`` head (``weight``, (C, d)) loads into it, and
+    :func:`adopt_linear_head_optimizer_states` does the same for an optimizer's saved state.
 
     Args:
         in_features: d.
@@ -69,3 +71,23 @@ class ItemHead(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
+
+
+def adopt_linear_head_optimizer_states(optimizer: torch.optim.Optimizer, heads: Iterable[ItemHead]) -> None:
+    """Transpose the per-parameter optimizer states saved for ``nn.Linear`` heads to the ``ItemHead`` layout.
+
+    For ``optimizer.register_load_state_dict_post_hook``: a checkpoint written before the heads were ``ItemHead``
+    holds each head's moments as (C, d) tensors. Loaded as they are, an elementwise optimizer (fused Adam walks a
+    parameter and its states in memory order) would apply item i's moments to other weights, with no error. Any
+    state of a head's ``weight_t`` shaped (C, d) is replaced by its (d, C) transpose; states of the new layout are
+    left as they are.
+    """
+    for head in heads:
+        parameter = head.weight_t
+        state = optimizer.state.get(parameter)
+        if not state:
+            continue
+        for key, value in state.items():
+            linear_shape = (parameter.size(1), parameter.size(0))
+            if isinstance(value, Tensor) and value.shape == linear_shape and value.shape != parameter.shape:
+                state[key] = value.t().contiguous()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from lightning_fed.errors import ConfigurationError, check_integer
 from lightning_fed.models.base import FederatedTask
+from lightning_fed.models.layers.item_head import ItemHead, adopt_linear_head_optimizer_states
 from lightning_fed.models.layers.workspace import WORKSPACE
 from lightning_fed.models.sequential.expert import Expert
 from lightning_fed.models.sequential.ranking_metrics import METRIC_NAMES, RankingMetrics, target_ranks
@@ -134,7 +136,12 @@ class SequentialRecommendationTask(FederatedTask):
         """Adam over the trainable parameters (frozen downloaded encoders are not in it)."""
         params = [p for p in self.parameters() if p.requires_grad]
         # fused: one kernel per parameter, no foreach temporaries the size of all parameters
-        return torch.optim.Adam(params, lr=self.lr, betas=self.adam_betas, weight_decay=self.weight_decay, fused=True)
+        optimizer = torch.optim.Adam(
+            params, lr=self.lr, betas=self.adam_betas, weight_decay=self.weight_decay, fused=True
+        )
+        heads = [m for m in self.modules() if isinstance(m, ItemHead)]
+        optimizer.register_load_state_dict_post_hook(partial(adopt_linear_head_optimizer_states, heads=heads))
+        return optimizer
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: RankingMetrics) -> None:
         inputs, candidates = batch

@@ -1,9 +1,14 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from lightning_fed.models.layers.item_head import ItemHead
+from lightning_fed.datamodules import FKCB
+from lightning_fed.models import FedSASRec
+from lightning_fed.models.layers.item_head import ItemHead, adopt_linear_head_optimizer_states
 from lightning_fed.models.layers.mixture_cross_entropy import mixture_cross_entropy
+from lightning_fed.protocols import client_datamodules_of
 
 
 def test_it_is_nn_linear_stored_transposed():
@@ -72,3 +77,47 @@ def test_the_loss_gives_an_item_head_and_an_nn_linear_head_the_same_values_and_g
         b = b.t() if b.shape != a.shape else b  # weight_t's gradient against the Linear weight's
         torch.testing.assert_close(a, b, **tolerance)
     assert all(h.weight_t.grad.is_contiguous() for h in heads)
+
+
+def _adam(params):
+    return torch.optim.Adam(params, lr=0.1, fused=True)
+
+
+def test_an_optimizer_state_saved_for_an_nn_linear_head_resumes_the_same_updates():
+    # A checkpoint from before ItemHead holds the head's Adam moments as (C, d). Loaded into an ItemHead's
+    # optimizer they must be transposed; then every later step equals the nn.Linear head's step exactly (Adam is
+    # elementwise). Without the hook fused Adam would apply item i's moments to other weights.
+    torch.manual_seed(7)
+    linear = nn.Linear(4, 9)
+    old = _adam(linear.parameters())
+    gradients = [torch.randn(9, 4) for _ in range(3)]
+    for grad in gradients[:2]:
+        linear.weight.grad, linear.bias.grad = grad, grad[:, 0].clone()
+        old.step()
+    head = ItemHead(4, 9)
+    head.load_state_dict(linear.state_dict())
+    new = _adam(head.parameters())
+    new.register_load_state_dict_post_hook(lambda optimizer: adopt_linear_head_optimizer_states(optimizer, [head]))
+    new.load_state_dict(copy.deepcopy(old.state_dict()))  # as from a file: no tensor shared with `old`
+    assert new.state[head.weight_t]["exp_avg"].shape == (4, 9)
+    linear.weight.grad, linear.bias.grad = gradients[2], gradients[2][:, 0].clone()
+    head.weight_t.grad, head.bias.grad = gradients[2].t().contiguous(), gradients[2][:, 0].clone()
+    old.step()
+    new.step()
+    assert torch.equal(head.weight, linear.weight) and torch.equal(head.bias, linear.bias)
+    new.load_state_dict(new.state_dict())  # a state saved in the new layout is left as it is
+    assert new.state[head.weight_t]["exp_avg"].shape == (4, 9)
+
+
+def test_a_sequential_models_optimizer_adopts_an_nn_linear_heads_saved_state():
+    datamodule = client_datamodules_of(FKCB(domains=["Beauty"], max_sequences=16, num_negatives=9))["Beauty"]
+    model = FedSASRec(hidden_dim=8, num_heads=2)
+    model.build(datamodule)
+    optimizer = model.configure_optimizers()
+    head = model.expert.head
+    saved = optimizer.state_dict()
+    index = [id(p) for p in model.parameters() if p.requires_grad].index(id(head.weight_t))
+    moments = torch.randn(head.num_classes, head.in_features)  # as an nn.Linear head's checkpoint holds them
+    saved["state"] = {index: {"step": torch.tensor(1.0), "exp_avg": moments, "exp_avg_sq": moments.abs()}}
+    optimizer.load_state_dict(saved)
+    assert torch.equal(optimizer.state[head.weight_t]["exp_avg"], moments.t())
