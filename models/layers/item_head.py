@@ -64,8 +64,7 @@ class ItemHead(nn.Module):
         return nn.functional.linear(x, self.weight, self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001, D102
-        linear_weight = state_dict.get(prefix + "weight")
-        if linear_weight is not None and prefix + "weight_t" not in state_dict:  # saved from an nn.Linear head
+        if prefix + "weight" in state_dict and prefix + "weight_t" not in state_dict:  # saved from an nn.Linear head
             state_dict[prefix + "weight_t"] = state_dict.pop(prefix + "weight").t()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -87,7 +86,7 @@ def adopt_linear_head_optimizer_states(optimizer: torch.optim.Optimizer, heads: 
         state = optimizer.state.get(parameter)
         if not state:
             continue
+        linear_shape = (parameter.size(1), parameter.size(0))
         for key, value in state.items():
-            linear_shape = (parameter.size(1), parameter.size(0))
             if isinstance(value, Tensor) and value.shape == linear_shape and value.shape != parameter.shape:
                 state[key] = value.t().contiguous()
