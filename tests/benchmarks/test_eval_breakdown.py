@@ -7,9 +7,11 @@ import tarfile
 
 from conftest import ROOT
 
+from lightning_fed.datamodules.sequential.sequence_source import embedded_archive
+
 
 def _food_file(name: str) -> str:
-    with tarfile.open(ROOT / "datamodules" / "embedded" / "fkcb.tar.gz") as archive:
+    with tarfile.open(embedded_archive("fkcb"), "r:gz") as archive:
         return archive.extractfile(f"Food/{name}").read().decode()
 
 
