@@ -172,7 +172,7 @@ class CrossDomainScenario(ScenarioDataModule):
             + (f"\n({download_failure})" if download_failure else "")
             + f".\nExpected layout (FedDCSR text format):\n  <root>/\n{layout}\n"
             f"Get it from {self.download_hint}, unpack it so that the layout above holds, and pass the "
-            f"directory as --data.root."
+            f"directory as --data.init_args.root."
         )
         if self.raw_categories:
             pairs = ", ".join(f"{d}: <{c} ratings .csv or 5-core .json.gz>" for d, c in self.raw_categories.items())

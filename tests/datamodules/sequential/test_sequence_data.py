@@ -113,4 +113,4 @@ def test_missing_scenario_data_fails_fast_with_layout_and_source(tmp_path):
         MBG(root=str(tmp_path / "nowhere")).prepare_data()
     text = str(info.value)
     assert "Movie/{num_items.txt,train_data.txt,valid_data.txt,test_data.txt}" in text
-    assert "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt" in text and "--data.root" in text
+    assert "1NnZN3LhzdpxwaHiOW8GAUS8noTbdLlQt" in text and "pass the directory as --data.init_args.root." in text
