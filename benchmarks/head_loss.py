@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from lightning_fed.errors import exit_with_error
+from lightning_fed.errors import ConfigurationError, check_integer, exit_with_error
 from lightning_fed.models.layers.mixture_cross_entropy import (
     kept_logit_buffers,
     mixture_cross_entropy,
@@ -42,8 +42,10 @@ def main() -> None:
     parser.add_argument("--fusion-chunk-size", type=int, default=512, help="the fusion's chunk (loss_chunk_size)")
     args = parser.parse_args()
     for name in ("rows", "items", "experts", "hidden_dim", "repeats", "chunk_size", "fusion_chunk_size"):
-        if getattr(args, name) < 1:
-            exit_with_error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        try:
+            check_integer(f"--{name.replace('_', '-')}", getattr(args, name))
+        except ConfigurationError as error:
+            exit_with_error(str(error))
     torch.manual_seed(0)
     k, m, c, d = args.experts, args.rows, args.items, args.hidden_dim
     chunk, fusion_chunk = args.chunk_size, args.fusion_chunk_size

@@ -27,4 +27,4 @@ def test_it_prints_every_figure_for_chunks_that_split_the_rows():
 def test_a_chunk_of_no_rows_is_a_one_line_error():
     proc = subprocess.run([sys.executable, SCRIPT, *TINY, "--chunk-size", "0"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: --chunk-size must be at least 1, got 0"]
+    assert proc.stderr.strip().splitlines() == ["error: --chunk-size must be an integer of at least 1, got 0"]
