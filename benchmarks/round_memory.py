@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ def main() -> None:
     if args.onednn_cache is not None:  # before lightning_fed sets its default (it never overrides a user's value)
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = os.environ["LRU_CACHE_CAPACITY"] = str(args.onednn_cache)
     from lightning_fed.errors import ConfigurationError, exit_with_error
-    from lightning_fed.memory import allocator, preload_allocator
+    from lightning_fed.memory import allocator, peak_memory_gb, preload_allocator
 
     try:
         preload_allocator(args.allocator)
@@ -70,7 +69,7 @@ def main() -> None:
                 "arguments": args.configs + args.extra,
                 "rss_gb": rss,
                 "growth_gb": round(rss[-1] - rss[0], 3),
-                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3),
+                "peak_rss_gb": round(peak_memory_gb(), 3),
                 "seconds": round(seconds, 1),
                 "val_mrr": [round(r["Avg"]["MRR"], 5) for r in history],
             }

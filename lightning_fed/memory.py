@@ -38,8 +38,8 @@ from lightning_fed.errors import ConfigurationError
 TCMALLOC = "libtcmalloc_minimal.so.4"
 
 #: Entries kept by each of oneDNN's two primitive caches (0 would crash ideep; it needs at least 1): above a
-#: training step's working set of primitives. Each entry holds memory (a Food step's peak: 1.83-1.90 GB with 64,
-#: 1.91-1.95 GB with 128, 1.97-2.05 GB with 256, stop 31).
+#: training step's working set of primitives. Each entry holds memory (a Food step's peak: 1.83-1.90 GiB with 64,
+#: 1.91-1.95 GiB with 128, 1.97-2.05 GiB with 256, stop 31).
 ONEDNN_CACHE_CAPACITY = 128
 CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
