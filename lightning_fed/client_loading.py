@@ -36,7 +36,7 @@ def load_client(
             configuration (written by an older version), or its model is not an ``expected``.
     """
     path = Path(checkpoint).expanduser()
-    saved = load_checkpoint(path, option="checkpoint")
+    saved = load_checkpoint(path, option="checkpoint", mmap=True)  # only this client's weights are read
     if client not in saved["clients"]:
         raise ConfigurationError(f"{path}: the federation has no client {client!r}; it has {sorted(saved['clients'])}")
     model_config, data_config = saved.get("model_config"), saved.get("data_config")

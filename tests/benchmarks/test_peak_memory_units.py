@@ -1,4 +1,4 @@
-"""The benchmarks' ``peak_rss_gb``: the kernel's peak resident set of the process, in GB (10^9 bytes).
+"""The benchmarks' peak memory: the kernel's peak resident set of the process, in GB (10^9 bytes).
 
 Each benchmark runs as the only child of a small wrapper process, which reads its child's peak from the kernel
 (``getrusage(RUSAGE_CHILDREN)``, in KiB on Linux) once the child has exited: the figure the benchmark printed
@@ -49,4 +49,7 @@ def _run_alone(command: list[str]) -> tuple[dict, int]:
 def test_peak_rss_is_the_kernels_peak_in_gigabytes(arguments):
     script, *options = arguments
     result, peak_kib = _run_alone([sys.executable, str(ROOT / "benchmarks" / script), *options])
-    assert result["peak_rss_gb"] == round(peak_kib * 1024 / 1e9, 3)
+    whole_run = "run_peak_rss_gb" if script == "round_time.py" else "peak_rss_gb"
+    assert result[whole_run] == round(peak_kib * 1024 / 1e9, 3)
+    # round_time's own peak_rss_gb is read when the round's last validation ends, before the final test
+    assert result["peak_rss_gb"] <= result[whole_run]
