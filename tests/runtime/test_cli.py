@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONFIG, TINY
 from conftest import SLICE as CONFTEST_SLICE
 
 from lightning_fed.cli import main
@@ -142,3 +143,21 @@ def test_test_reads_the_checkpoints_tensors_once(saved_run, tmp_path, monkeypatc
     # read (once), never the optimizer states
     assert loads == [True, True]
     assert json.loads((run_dir / "results_test.json").read_text())["test"]["Avg"]["MRR"] > 0
+
+
+def test_fit_tests_its_best_round_from_a_mapped_checkpoint(tmp_path, monkeypatch):
+    """The final test maps best.pt: read whole, it held a second federation beside the live one."""
+    import torch
+
+    loads = []
+    real_load = torch.load
+
+    def recording_load(path, *args, **kwargs):
+        loads.append((Path(path).name, bool(kwargs.get("mmap"))))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    main(["fit", CONFIG, *TINY, f"--trainer.default_root_dir={tmp_path}"])
+    assert loads == [("best.pt", True)]  # a one-round fit reads nothing else
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["best_round"] == 1 and results["test"]["Avg"]["MRR"] > 0
