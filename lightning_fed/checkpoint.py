@@ -62,8 +62,9 @@ def load_checkpoint(path: str | Path, option: str = "ckpt_path", mmap: bool = Fa
     Args:
         path: the file.
         option: the setting the path came from, named in the messages.
-        mmap: map the tensors' storage instead of reading it, for a caller that reads only the small entries
-            (the saved configuration, the loop state): a paper-scale checkpoint is gigabytes.
+        mmap: map the tensors' storage instead of reading it: only the tensors a caller touches are read, for a
+            caller that needs part of the file (the saved configuration, the loop state, the weights an evaluation
+            copies but not the optimizer states): a paper-scale checkpoint is gigabytes.
     """
     path = Path(path).expanduser()
     if not path.is_file():

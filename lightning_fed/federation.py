@@ -311,7 +311,7 @@ class Federation:
             path: the checkpoint file (read unless ``checkpoint`` is its content, already read).
             checkpoint: the file's content, when the caller has read it already.
         """
-        if checkpoint is None:
+        if checkpoint is None:  # a resumed run: read whole, as training goes on to update the optimizer states
             checkpoint = load_checkpoint(path)
         saved_strategy = checkpoint.get("strategy")
         if saved_strategy is not None and saved_strategy != type(self.strategy).__name__:

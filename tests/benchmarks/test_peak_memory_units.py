@@ -43,7 +43,7 @@ def _run_alone(command: list[str]) -> tuple[dict, int]:
             "--data.init_args.max_sequences=100",
             "--federation.local_epochs=1",
         ],
-    ],  # fmt: skip
+    ],
     ids=["train_step", "round_time"],
 )
 def test_peak_rss_is_the_kernels_peak_in_gigabytes(arguments):
